@@ -1,0 +1,19 @@
+"""molgen: 3D conformers from E(3)-equivariant torsional diffusion.
+
+Heavy modules (torch, rdkit, e3nn) are imported lazily so that ``import molgen`` and
+``molgen --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "generate_conformers", "load_model"]
+
+
+def __getattr__(name: str):  # PEP 562 lazy public API
+    if name in ("generate_conformers", "load_model"):
+        from molgen import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'molgen' has no attribute {name!r}")
