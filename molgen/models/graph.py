@@ -1,0 +1,169 @@
+"""Batches of heavy-atom molecular graphs as torch tensors, and the radius graph in plain torch.
+
+PyG's ``radius_graph`` needs torch-cluster, which has no wheels on many machines; molecules are small,
+so the radius graph is computed densely per molecule on padded ``(B, N_max, N_max)`` distance blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from scipy.sparse import csgraph, csr_matrix
+from torch import Tensor
+
+from molgen.diffusion.torsion_ops import TorsionIndex
+
+#: topological distances are one-hot encoded as 1, 2, 3, 4+ bonds apart or disconnected
+MAX_TOPO = 4
+
+
+def topological_distances(num_nodes: int, bond_index: np.ndarray) -> np.ndarray:
+    """``(N, N)`` uint8 shortest-path lengths in bonds, capped at :data:`MAX_TOPO` (5 = disconnected)."""
+    if num_nodes == 0:
+        return np.zeros((0, 0), dtype=np.uint8)
+    adj = csr_matrix((np.ones(bond_index.shape[1]), (bond_index[0], bond_index[1])), shape=(num_nodes, num_nodes))
+    d = csgraph.shortest_path(adj, unweighted=True, directed=False)
+    d[np.isinf(d)] = MAX_TOPO + 1
+    return np.minimum(d, MAX_TOPO + 1).astype(np.uint8)
+
+
+@dataclass
+class GraphBatch:
+    """A batch of ``B`` heavy-atom graphs (``N`` nodes, ``T`` torsions in all).
+
+    Attributes:
+        node_features: ``(N, F)`` float one-hot atom features.
+        pos: ``(N, 3)`` positions in Å.
+        batch: ``(N,)`` graph index of each node.
+        ptr: ``(B + 1,)`` first node of each graph.
+        node_mask: ``(B, N_max)`` bool, padded layout validity.
+        topo: ``(B, N_max, N_max)`` uint8 topological distances (0 on the diagonal / padding).
+        bond_dense: ``(B, N_max, N_max, Fb)`` float bond features (zero where no bond).
+        torsions: ``(T, 4)`` global node indices ``(a, u, v, b)``.
+        torsion_graph: ``(T,)`` graph index of each torsion.
+        torsion_side: ``(T, N_max)`` bool, padded-local nodes that move with each torsion.
+        torsion_index: :class:`TorsionIndex` used to rotate ``pos``.
+    """
+
+    node_features: Tensor
+    pos: Tensor
+    batch: Tensor
+    ptr: Tensor
+    node_mask: Tensor
+    topo: Tensor
+    bond_dense: Tensor
+    torsions: Tensor
+    torsion_graph: Tensor
+    torsion_side: Tensor
+    torsion_index: TorsionIndex
+
+    @property
+    def num_graphs(self) -> int:
+        return self.ptr.numel() - 1
+
+    def to(self, device: torch.device | str) -> "GraphBatch":
+        kwargs = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kwargs[f.name] = value.to(device)
+        return GraphBatch(**kwargs)
+
+    def with_pos(self, pos: Tensor) -> "GraphBatch":
+        """The same batch with new positions ``(N, 3)``."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        kwargs["pos"] = pos
+        return GraphBatch(**kwargs)
+
+
+def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
+    """Collate per-molecule arrays into a :class:`GraphBatch`.
+
+    Each item holds ``node_features (N, F)``, ``bond_index (2, E)`` (local), ``bond_features (E, Fb)``,
+    ``torsions (T, 4)`` (local), ``torsion_masks (T, N)`` and ``pos (N, 3)`` (Å); optionally ``topo``
+    ``(N, N)`` (computed when absent).
+    """
+    sizes = [len(it["node_features"]) for it in items]
+    n_max = max(sizes)
+    bsz = len(items)
+    fb = items[0]["bond_features"].shape[1]
+    ptr = np.concatenate([[0], np.cumsum(sizes)])
+    node_mask = np.zeros((bsz, n_max), dtype=bool)
+    topo = np.zeros((bsz, n_max, n_max), dtype=np.uint8)
+    bond_dense = np.zeros((bsz, n_max, n_max, fb), dtype=np.float32)
+    torsions, tor_graph, sides, ranks, pair_t, pair_a = [], [], [], [], [], []
+    t_offset = 0
+    for g, (it, n) in enumerate(zip(items, sizes)):
+        node_mask[g, :n] = True
+        bi = np.asarray(it["bond_index"], dtype=np.int64)
+        t = it.get("topo")
+        topo[g, :n, :n] = t if t is not None else topological_distances(n, bi)
+        if bi.size:
+            bond_dense[g, bi[0], bi[1]] = it["bond_features"]
+        tors = np.asarray(it["torsions"], dtype=np.int64).reshape(-1, 4)
+        masks = np.asarray(it["torsion_masks"], dtype=bool).reshape(len(tors), n)
+        if len(tors):
+            torsions.append(tors + ptr[g])
+            tor_graph.append(np.full(len(tors), g))
+            side = np.zeros((len(tors), n_max), dtype=bool)
+            side[:, :n] = masks
+            sides.append(side)
+            ranks.append(np.arange(len(tors)))
+            tt, aa = np.nonzero(masks)
+            pair_t.append(tt + t_offset)
+            pair_a.append(aa + ptr[g])
+            t_offset += len(tors)
+
+    def cat(parts, shape, dtype):
+        return np.concatenate(parts) if parts else np.zeros(shape, dtype=dtype)
+
+    torsions_np = cat(torsions, (0, 4), np.int64)
+    torsions_t = torch.from_numpy(torsions_np)
+    index = TorsionIndex.build(
+        torsions_t[:, 1:3].contiguous(),
+        torch.from_numpy(cat(ranks, (0,), np.int64)),
+        torch.from_numpy(cat(pair_t, (0,), np.int64)),
+        torch.from_numpy(cat(pair_a, (0,), np.int64)),
+    )
+    return GraphBatch(
+        node_features=torch.from_numpy(np.concatenate([it["node_features"] for it in items]).astype(np.float32)),
+        pos=torch.from_numpy(np.concatenate([it["pos"] for it in items]).astype(np.float32)),
+        batch=torch.from_numpy(np.repeat(np.arange(bsz), sizes)),
+        ptr=torch.from_numpy(ptr.astype(np.int64)),
+        node_mask=torch.from_numpy(node_mask),
+        topo=torch.from_numpy(topo),
+        bond_dense=torch.from_numpy(bond_dense),
+        torsions=torsions_t,
+        torsion_graph=torch.from_numpy(cat(tor_graph, (0,), np.int64)),
+        torsion_side=torch.from_numpy(cat(sides, (0, n_max), bool)),
+        torsion_index=index,
+    )
+
+
+def to_dense(values: Tensor, batch: GraphBatch) -> Tensor:
+    """Scatter per-node ``values`` ``(N, ...)`` into padded ``(B, N_max, ...)`` (zeros as padding)."""
+    out = values.new_zeros((batch.num_graphs, batch.node_mask.shape[1], *values.shape[1:]))
+    out[batch.node_mask] = values
+    return out
+
+
+def radius_edges(batch: GraphBatch, cutoff: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Edges between nodes of the same graph closer than ``cutoff`` Å, plus all bonded pairs.
+
+    Returns:
+        ``src (E,)``, ``dst (E,)`` global node indices (messages flow ``src -> dst``), the graph index
+        ``(E,)`` and padded local indices ``(E, 2)`` ``(i_dst, j_src)`` used to read dense edge tables.
+    """
+    dense = to_dense(batch.pos, batch)
+    dist = torch.cdist(dense, dense)
+    mask = batch.node_mask
+    valid = mask[:, :, None] & mask[:, None, :]
+    valid &= (dist < cutoff) | (batch.topo == 1)
+    eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+    valid &= ~eye
+    g, i, j = valid.nonzero(as_tuple=True)
+    dst = batch.ptr[g] + i
+    src = batch.ptr[g] + j
+    return src, dst, g, torch.stack([i, j], dim=1)

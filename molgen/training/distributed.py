@@ -1,0 +1,72 @@
+"""Single-process or data-parallel training context (torchrun, or SLURM via environment mapping).
+
+Under SLURM without torchrun, ``SLURM_PROCID``, ``SLURM_LOCALID`` and ``SLURM_NTASKS`` are mapped to
+torch's ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` (as MACE's ``slurm_distributed`` does); ``MASTER_ADDR``
+and ``MASTER_PORT`` must be exported by the job script (see ``cli/slurm_train.sh``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+
+def slurm_to_torch_env() -> None:
+    """Fill ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` from SLURM variables when torchrun did not set them."""
+    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        os.environ["RANK"] = os.environ["SLURM_PROCID"]
+        os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    sampler: DistributedSampler | None = None
+
+    @staticmethod
+    def from_env() -> "DistributedContext":
+        slurm_to_torch_env()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        ctx = DistributedContext(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
+        if world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+        return ctx
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str) -> torch.device:
+        if requested == "auto":
+            requested = "cuda" if torch.cuda.is_available() else "cpu"
+        if requested == "cuda" and self.world_size > 1:
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return torch.device(requested)
+
+    def make_sampler(self, dataset: Dataset, seed: int) -> DistributedSampler | None:
+        if self.world_size > 1:
+            self.sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, seed=seed, drop_last=True)
+        return self.sampler
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world_size > 1:
+            ids = [self.local_rank] if torch.cuda.is_available() else None
+            return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def print(self, message: str) -> None:
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
