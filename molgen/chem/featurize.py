@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit import Chem
 
+from molgen.chem.feature_spec import BOND_FEATURE_DIM, ELEMENTS, NODE_FEATURE_DIM
 from molgen.chem.torsions import rotatable_torsions
 
-ELEMENTS = ["C", "N", "O", "F", "P", "S", "Cl", "Br", "I", "B", "Si", "Se"]
 HYBRIDIZATIONS = [
     Chem.HybridizationType.SP,
     Chem.HybridizationType.SP2,
@@ -26,10 +26,8 @@ HYBRIDIZATIONS = [
 ]
 BOND_TYPES = [Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE, Chem.BondType.AROMATIC]
 
-#: width of the node feature vector
-NODE_FEATURE_DIM = (len(ELEMENTS) + 1) + 7 + 5 + 5 + 5 + 1 + (len(HYBRIDIZATIONS) + 1) + 1 + 6
-#: width of the bond feature vector (bond type one-hot, conjugated, in ring)
-BOND_FEATURE_DIM = len(BOND_TYPES) + 2
+assert NODE_FEATURE_DIM == (len(ELEMENTS) + 1) + 7 + 5 + 5 + 5 + 1 + (len(HYBRIDIZATIONS) + 1) + 1 + 6
+assert BOND_FEATURE_DIM == len(BOND_TYPES) + 2
 
 
 def _one_hot(value: int, size: int) -> list[int]:

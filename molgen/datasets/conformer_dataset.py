@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molgen.chem.featurize import BOND_FEATURE_DIM, NODE_FEATURE_DIM
+from molgen.chem.feature_spec import BOND_FEATURE_DIM, NODE_FEATURE_DIM
 from molgen.datasets.split import is_heldout
 
 SPLIT_CODES = {"train": 0, "val": 1}

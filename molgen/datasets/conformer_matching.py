@@ -49,6 +49,7 @@ def embed_local_structures(mol_h: Chem.Mol, num: int, seed: int, timeout_s: int 
     """
     if seed == 0:
         raise ValueError("seed 0 makes RDKit return identical conformers; use a nonzero seed")
+    mol_h = Chem.Mol(mol_h)  # embed into a copy: the caller's molecule keeps its conformers
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = int(seed)
     params.numThreads = 1

@@ -30,7 +30,7 @@ import torch
 from e3nn import o3
 from torch import Tensor, nn
 
-from molgen.chem.featurize import BOND_FEATURE_DIM, NODE_FEATURE_DIM
+from molgen.chem.feature_spec import BOND_FEATURE_DIM, NODE_FEATURE_DIM
 from molgen.diffusion.torus import wrapped_normal_score_norm
 from molgen.models.graph import MAX_TOPO, GraphBatch, radius_edges, to_dense
 from molgen.models.layers import GaussianRBF, Interaction, SigmaEmbedding, mlp
@@ -43,8 +43,8 @@ class DenoiserConfig:
     node_dim: int = NODE_FEATURE_DIM
     bond_dim: int = BOND_FEATURE_DIM
     ns: int = 48
-    nv: int = 12
-    num_layers: int = 4
+    nv: int = 8
+    num_layers: int = 3
     lmax: int = 2
     radius: float = 5.0
     head_radius: float = 6.0

@@ -73,11 +73,17 @@ def noised_batch(
     return batch.with_pos(pos), sigma, delta, sigma_t
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay from ``lr`` to ``min_lr`` over ``steps``."""
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up then cosine decay from ``lr`` to ``min_lr``.
+
+    Progress is the larger of ``step / steps`` and, with ``max_minutes``, the fraction of the time budget
+    used, so a time-limited run still anneals fully.
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.max_minutes:
+        progress = max(progress, min(1.0, elapsed_s / (60.0 * cfg.max_minutes)))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -154,12 +160,13 @@ def train(cfg: TrainConfig) -> Path:
     running, running_n = 0.0, 0
     batches = _infinite(loader, ctx)
     while step < cfg.steps:
-        if cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes:
+        if cfg.max_minutes is not None and (elapsed_before + time.time() - t_start) / 60 > cfg.max_minutes:
             ctx.print(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
             break
         batch = next(batches).to(device)
+        lr = lr_at(step, cfg, elapsed_before + time.time() - t_start)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr
         noised, sigma, delta, sigma_t = noised_batch(batch, schedule)
         pred = ddp_model(noised, sigma)
         loss = schedule.loss(pred, delta, sigma_t)
@@ -172,7 +179,7 @@ def train(cfg: TrainConfig) -> Path:
         running_n += 1
         bar.update(1)
         if step % cfg.log_every == 0:
-            entry = {"step": step, "loss": running / running_n, "lr": lr_at(step, cfg),
+            entry = {"step": step, "loss": running / running_n, "lr": lr,
                      "elapsed_s": round(elapsed_before + time.time() - t_start, 1)}
             running, running_n = 0.0, 0
             if step % cfg.val_every == 0 or step == cfg.steps:
