@@ -33,40 +33,44 @@ def dataset_dir(cache: Path | None = None) -> Path:
     return Path(cache or DEFAULT_CACHE) / f"ccd_v{DATASET_VERSION}"
 
 
+def matched_record(mol: Chem.Mol, *, ccd_id: str, block: str, split: str, num_seeds: int, seed: int) -> dict:
+    """Conformer-match one experimental heavy-atom ``mol`` and return its training record (NumPy arrays)."""
+    from molgen.datasets.conformer_matching import match_conformer
+
+    m = match_conformer(mol, num_seeds=num_seeds, seed=seed)
+    g = m.graph
+    return {
+        "ccd_id": ccd_id,
+        "block": block,
+        "split": split,
+        "smiles": Chem.MolToSmiles(mol),
+        "node_features": g.node_features,
+        "bond_index": g.bond_index.astype("int32"),
+        "bond_features": g.bond_features,
+        "torsions": g.torsions.astype("int32"),
+        "torsion_masks": g.torsion_masks,
+        "coords": m.coords.astype("float32"),
+        "coords_exp": mol.GetConformer().GetPositions().astype("float32"),
+        "rmsd_match": m.rmsd,
+        "rmsd_copied": m.rmsd_copied,
+    }
+
+
 def _match_chunk(args: tuple[list[dict], int]) -> tuple[list[dict], Counter]:
     """Worker: conformer-match a chunk of ligands; returns records and failure counts."""
     from rdkit import RDLogger
-
-    from molgen.datasets.conformer_matching import match_conformer
 
     RDLogger.DisableLog("rdApp.*")
     items, num_seeds = args
     out, failures = [], Counter()
     for item in items:
-        mol = Chem.Mol(item["mol_binary"])
         try:
-            m = match_conformer(mol, num_seeds=num_seeds, seed=1 + int(item["block_hash"]) % 1_000_003)
+            out.append(
+                matched_record(Chem.Mol(item["mol_binary"]), ccd_id=item["ccd_id"], block=item["block"],
+                               split=item["split"], num_seeds=num_seeds, seed=1 + int(item["block_hash"]) % 1_000_003)
+            )
         except Exception as exc:  # noqa: BLE001 - reported and counted
             failures[f"match: {str(exc)[:60]}"] += 1
-            continue
-        g = m.graph
-        out.append(
-            {
-                "ccd_id": item["ccd_id"],
-                "block": item["block"],
-                "split": item["split"],
-                "smiles": item["smiles"],
-                "node_features": g.node_features,
-                "bond_index": g.bond_index.astype("int32"),
-                "bond_features": g.bond_features,
-                "torsions": g.torsions.astype("int32"),
-                "torsion_masks": g.torsion_masks,
-                "coords": m.coords.astype("float32"),
-                "coords_exp": mol.GetConformer().GetPositions().astype("float32"),
-                "rmsd_match": m.rmsd,
-                "rmsd_copied": m.rmsd_copied,
-            }
-        )
     return out, failures
 
 

@@ -22,15 +22,23 @@ SPLIT_CODES = {"train": 0, "val": 1}
 
 
 def export_training_arrays(pkl_path: Path, out_path: Path, *, max_rmsd: float | None = None) -> dict:
-    """Write the compact ``.npz`` for the train and val splits of a CCD build; returns counts.
+    """Write the compact ``.npz`` for the train and val splits of a CCD build; returns counts."""
+    with open(pkl_path, "rb") as fh:
+        payload = pickle.load(fh)
+    return write_training_arrays(payload["records"], out_path, max_rmsd=max_rmsd)
+
+
+def write_training_arrays(records: list[dict], out_path: Path, *, max_rmsd: float | None = None) -> dict:
+    """Write matched-conformer ``records`` (as made by :mod:`molgen.datasets.build_ccd`) to a compact ``.npz``.
 
     Molecules without rotatable torsions carry no torsion-score signal and are skipped; with
     ``max_rmsd`` (Å), so are those whose conformer matching stayed further from experiment.
+
+    Raises:
+        RuntimeError: a record belongs to the held-out list (it must never reach training data).
     """
-    with open(pkl_path, "rb") as fh:
-        payload = pickle.load(fh)
     recs = [
-        r for r in payload["records"]
+        r for r in records
         if len(r["torsions"]) > 0 and (max_rmsd is None or r["rmsd_match"] <= max_rmsd)
     ]
     if any(is_heldout(r["block"]) for r in recs):

@@ -45,6 +45,8 @@ class GraphBatch:
         torsions: ``(T, 4)`` global node indices ``(a, u, v, b)``.
         torsion_graph: ``(T,)`` graph index of each torsion.
         torsion_side: ``(T, N_max)`` bool, padded-local nodes that move with each torsion.
+        dihedral_quads: ``(Q, 3)`` ``(torsion, k, j)``: every heavy neighbour ``k`` of ``u`` (not ``v``)
+            paired with every heavy neighbour ``j`` of ``v`` (not ``u``), global node indices.
         torsion_index: :class:`TorsionIndex` used to rotate ``pos``.
     """
 
@@ -58,6 +60,7 @@ class GraphBatch:
     torsions: Tensor
     torsion_graph: Tensor
     torsion_side: Tensor
+    dihedral_quads: Tensor
     torsion_index: TorsionIndex
 
     @property
@@ -93,7 +96,7 @@ def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
     node_mask = np.zeros((bsz, n_max), dtype=bool)
     topo = np.zeros((bsz, n_max, n_max), dtype=np.uint8)
     bond_dense = np.zeros((bsz, n_max, n_max, fb), dtype=np.float32)
-    torsions, tor_graph, sides, ranks, pair_t, pair_a = [], [], [], [], [], []
+    torsions, tor_graph, sides, ranks, pair_t, pair_a, quads = [], [], [], [], [], [], []
     t_offset = 0
     for g, (it, n) in enumerate(zip(items, sizes)):
         node_mask[g, :n] = True
@@ -114,6 +117,16 @@ def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
             tt, aa = np.nonzero(masks)
             pair_t.append(tt + t_offset)
             pair_a.append(aa + ptr[g])
+            neighbours: list[list[int]] = [[] for _ in range(n)]
+            for i, j in bi.T:
+                neighbours[i].append(int(j))
+            for k, (_, u, v, _) in enumerate(tors):
+                for a in neighbours[u]:
+                    if a == v:
+                        continue
+                    for b in neighbours[v]:
+                        if b != u:
+                            quads.append((k + t_offset, a + ptr[g], b + ptr[g]))
             t_offset += len(tors)
 
     def cat(parts, shape, dtype):
@@ -138,6 +151,7 @@ def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
         torsions=torsions_t,
         torsion_graph=torch.from_numpy(cat(tor_graph, (0,), np.int64)),
         torsion_side=torch.from_numpy(cat(sides, (0, n_max), bool)),
+        dihedral_quads=torch.as_tensor(np.array(quads, dtype=np.int64).reshape(-1, 3)),
         torsion_index=index,
     )
 

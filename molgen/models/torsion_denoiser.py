@@ -74,6 +74,7 @@ class TorsionDenoiser(nn.Module):
         self.head_atom = nn.Linear(cfg.ns, cfg.ns)
         self.head_bond = mlp([2 * cfg.ns + cfg.sigma_dim, cfg.ns, cfg.ns])
         self.head_weights = mlp([cfg.num_rbf + 2 + cfg.ns, cfg.ns, 2 * cfg.nv])
+        self.dihedral_weights = mlp([3 * cfg.ns + 1, cfg.ns, 3])
 
     def node_features(self, batch: GraphBatch, sigma: Tensor) -> Tensor:
         """Equivariant node features ``(N, ns + 6 nv)`` (layout ``ns x 0e, nv x 1o, nv x 1e``)."""
@@ -137,9 +138,36 @@ class TorsionDenoiser(nn.Module):
         w = self.head_weights(invariants)
         contrib = (w[:, :nv] * torque + w[:, nv:] * axial).sum(-1)  # (P,)
         raw = torch.zeros(len(tg), dtype=contrib.dtype, device=contrib.device).index_add_(0, t_idx, contrib)
-        raw = raw / 10.0
+        raw = raw / 10.0 + self.dihedral_term(batch, scalars, bond_scalars, axis)
         norm = wrapped_normal_score_norm(sigma[tg]).to(raw.dtype).sqrt()
         return raw * norm
+
+
+    def dihedral_term(self, batch: GraphBatch, scalars: Tensor, bond_scalars: Tensor, axis: Tensor) -> Tensor:
+        """Learned torsion potential: ``sum_{k,j} sum_m a_m(k, j, bond, cos phi) sin(m phi)`` per torsion.
+
+        ``phi`` is the dihedral ``k-u-v-j`` of every pair of heavy neighbours ``k`` of ``u`` and ``j`` of
+        ``v``; ``sin(m phi)`` are pseudoscalars and the coefficients ``a_m`` invariants, so the term has
+        the symmetry of a torsion score (the derivative of a Fourier torsion potential). Returns ``(T,)``.
+        """
+        t, k, j = batch.dihedral_quads.unbind(-1)
+        if t.numel() == 0:
+            return bond_scalars.new_zeros(bond_scalars.shape[0])
+        u, v = batch.torsions[t, 1], batch.torsions[t, 2]
+        n = axis[t]
+        q = batch.pos[k] - batch.pos[u]
+        p = batch.pos[j] - batch.pos[v]
+        q = q - (q * n).sum(-1, keepdim=True) * n
+        p = p - (p * n).sum(-1, keepdim=True) * n
+        q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        p = p / p.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        cos = (q * p).sum(-1)
+        sin = (torch.cross(q, p, dim=-1) * n).sum(-1)
+        coef = self.dihedral_weights(torch.cat([scalars[k], scalars[j], bond_scalars[t], cos[:, None]], dim=-1))
+        sin2 = 2 * sin * cos
+        sin3 = sin * (3 - 4 * sin**2)
+        term = coef[:, 0] * sin + coef[:, 1] * sin2 + coef[:, 2] * sin3
+        return torch.zeros(bond_scalars.shape[0], dtype=term.dtype, device=term.device).index_add_(0, t, term)
 
 
 def build_denoiser(config: dict | DenoiserConfig | None = None) -> TorsionDenoiser:
