@@ -1,0 +1,121 @@
+"""The one-command training pipeline behind ``molgen train conformers``.
+
+CCD build (cached, resumable) -> compact training arrays -> denoiser training (resumable) -> slim
+weights file and model card. Every step skips work whose output already exists.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from molgen.datasets.build_ccd import build_ccd_dataset, dataset_dir
+from molgen.datasets.conformer_dataset import export_training_arrays, file_sha256
+
+
+def prepare_training_data(cache: Path | None = None, *, workers: int = 2, seeds: int = 4) -> Path:
+    """Build the CCD conformer dataset if needed and return the path of its training arrays (``.npz``)."""
+    pkl = build_ccd_dataset(cache, workers=workers, num_seeds=seeds)
+    npz = dataset_dir(cache) / "ccd_train.npz"
+    if not npz.exists():
+        counts = export_training_arrays(pkl, npz)
+        print(f"training arrays: {npz} {counts}", file=sys.stderr)
+    return npz
+
+
+def export_weights(checkpoint: Path, out: Path, *, name: str, command: str | None = None) -> Path:
+    """Write a slim copy of ``checkpoint`` (weights + configs, no optimizer) and a model card beside it.
+
+    The model card (``<out stem>.md``) records the command, data hash, steps, wall time, device and
+    validation loss; ``<out stem>.json`` holds the same facts and the loss log for plotting.
+    """
+    import torch
+
+    from molgen.training.checkpoint import read_checkpoint
+
+    state = read_checkpoint(checkpoint)
+    last = read_checkpoint(checkpoint.with_name("last.pt")) if checkpoint.with_name("last.pt").exists() else state
+    summary_path = checkpoint.with_name("summary.json")
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    slim = {k: v for k, v in state.items() if k != "optimizer"}
+    slim["extra"] = {"name": name, "val_loss": state["extra"].get("val_loss")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(slim, tmp)
+    tmp.replace(out)
+    facts = {
+        "name": name,
+        "command": command,
+        "data_hash": state["data_hash"],
+        "step_of_weights": state["step"],
+        "steps_trained": last["step"],
+        "validation_loss": state["extra"].get("val_loss"),
+        "wall_time_s": summary.get("wall_s"),
+        "device": summary.get("device"),
+        "train_molecules": summary.get("train_molecules"),
+        "model_config": state["model_config"],
+        "schedule": state["schedule"],
+        "train_config": state["train_config"],
+        "loss_log": last["extra"].get("log", []),
+        "file_sha256": file_sha256(out),
+        "exported": time.strftime("%Y-%m-%d"),
+    }
+    out.with_suffix(".json").write_text(json.dumps(facts, indent=1))
+    cfg = state["train_config"]
+    card = f"""# Model card: {name}
+
+Torsional-diffusion denoiser (E(3)-equivariant, e3nn) that scores the rotatable torsions of a molecule
+given its heavy-atom graph and 3D coordinates. Used by `molgen conformers` by default.
+
+| | |
+|---|---|
+| training command | `{command or 'unknown'}` |
+| training data | PDB Chemical Component Dictionary (biotite), train split, held-out molecules removed |
+| training molecules | {summary.get('train_molecules')} |
+| data hash (sha256 of the training arrays) | `{state['data_hash']}` |
+| steps trained / step of these weights | {last['step']} / {state['step']} |
+| batch size, learning rate | {cfg.get('batch_size')}, {cfg.get('lr')} (cosine to {cfg.get('min_lr')}) |
+| wall time | {summary.get('wall_s')} s on {summary.get('device')} |
+| validation loss (normalised score matching, 1.0 = predicting zero) | {state['extra'].get('val_loss')} |
+| model config | `{json.dumps(state['model_config'])}` |
+| noise schedule | `{json.dumps(state['schedule'])}` |
+| weights file sha256 | `{facts['file_sha256']}` |
+
+The loss curve is in `{out.with_suffix('.json').name}` (`loss_log`). Intended use: drug-like organic
+molecules (elements H, C, N, O, F, P, S, Cl, Br, I, B, Si, Se); local structure (bond lengths, angles,
+rings) comes from RDKit ETKDGv3, so ring conformations are only as good as ETKDG's. Not trained on
+metal complexes. Evaluation: see BENCHMARKS.md (`molgen bench conformers`).
+"""
+    out.with_suffix(".md").write_text(card)
+    return out
+
+
+def train_conformer_model(
+    *,
+    out: Path,
+    cache: Path | None = None,
+    data: Path | None = None,
+    workers: int = 2,
+    seeds: int = 4,
+    export: Path | None = None,
+    name: str = "torsion_ccd_v1",
+    **train_options,
+) -> Path:
+    """Build data if needed, train (or resume), and optionally export weights; returns the best checkpoint."""
+    from molgen.training.train_conformers import TrainConfig, train
+
+    npz = Path(data) if data else prepare_training_data(cache, workers=workers, seeds=seeds)
+    cfg = TrainConfig(data=str(npz), out=str(out), **train_options)
+    (Path(out)).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    best = train(cfg)
+    if export is not None:
+        command = "molgen " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+        export_weights(best, Path(export), name=name, command=command)
+        print(f"exported {export} ({platform.node()})", file=sys.stderr)
+    return best
