@@ -58,6 +58,7 @@ import os
 import platform
 import random
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -361,7 +362,9 @@ def _one(
     }
 
 
-def summarize(rows: Sequence[dict[str, Any]], references: Sequence[Reference] | None = None) -> dict:
+def summarize(
+    rows: Sequence[dict[str, Any]], references: Sequence[Reference] | None = None
+) -> dict:
     """Aggregate per-molecule rows of one method and N (see the module docstring)."""
     rmsd = np.array([r["min_rmsd"] for r in rows], dtype=float)
     n_mol = len(rows)
@@ -489,6 +492,35 @@ with open(out, "w") as fh:
 """
 
 
+def run_measured(
+    cmd: Sequence[str], *, timeout: float | None = None, log_path: Path | None = None
+) -> dict[str, Any]:
+    """Run ``cmd`` (stdout+stderr to ``log_path``) under the helper; its exit code and rusage.
+
+    Returns ``{"exit_code", "maxrss_kib", "children_maxrss_kib", "wall_seconds", "timed_out",
+    "output_tail"}`` (``None`` values when the helper was killed by the timeout).
+    """
+    with tempfile.TemporaryDirectory(prefix="molgen-bench-rusage-") as tmp:
+        result_path = Path(tmp) / "rusage.json"
+        log = Path(log_path) if log_path is not None else Path(tmp) / "child.log"
+        helper = [sys.executable, "-I", "-S", "-c", _MEASURE_HELPER, str(result_path), *cmd]
+        timed_out = False
+        with open(log, "wb") as logf:
+            proc = subprocess.Popen(
+                helper, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        usage = json.loads(result_path.read_text()) if result_path.exists() else {}
+        tail = log.read_text(errors="replace")[-2000:]
+    keys = ("exit_code", "maxrss_kib", "children_maxrss_kib", "wall_seconds")
+    return {**{k: usage.get(k) for k in keys}, "timed_out": timed_out, "output_tail": tail}
+
+
 def measure_memory(
     smiles: Sequence[str],
     k: int,
@@ -524,37 +556,22 @@ def measure_memory(
         ]  # fmt: skip
         if model is not None:
             cmd += ["--model", str(Path(model).expanduser().resolve())]
-        result_path = Path(tmp) / "rusage.json"
-        log_path = Path(tmp) / "child.log"
-        helper = [sys.executable, "-I", "-S", "-c", _MEASURE_HELPER, str(result_path), *cmd]
-        timed_out = False
-        with open(log_path, "wb") as logf:
-            proc = subprocess.Popen(
-                helper, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        usage = json.loads(result_path.read_text()) if result_path.exists() else {}
+        usage = run_measured(cmd, timeout=timeout, log_path=Path(tmp) / "child.log")
         n_written = sdf.read_text().count("$$$$") if sdf.exists() else 0
-        exit_code = usage.get("exit_code")
-        tail = "" if exit_code in (0, 1) else log_path.read_text(errors="replace")[-2000:]
-    maxrss = usage.get("maxrss_kib")
+    exit_code, maxrss = usage["exit_code"], usage["maxrss_kib"]
+    shown = ["molecules.smi" if c == str(smi) else "out.sdf" if c == str(sdf) else c for c in cmd]
     return {
-        "command": shlex.join(["molgen", *cmd[3:]]),
+        "command": shlex.join(["molgen", *shown[3:]]),
         "n_smiles": k,
         "num_confs": num_confs,
         "exit_code": exit_code,
-        "timed_out": timed_out,
+        "timed_out": usage["timed_out"],
         "peak_rss_kib": maxrss,
         "peak_rss_mib": None if maxrss is None else round(maxrss / 1024, 1),
-        "rusage_children_max_rss_kib": usage.get("children_maxrss_kib"),
-        "wall_seconds": usage.get("wall_seconds"),
+        "rusage_children_max_rss_kib": usage["children_maxrss_kib"],
+        "wall_seconds": usage["wall_seconds"],
         "conformers_written": n_written,
-        "output_tail": tail,
+        "output_tail": "" if exit_code in (0, 1) else usage["output_tail"],
     }
 
 
@@ -585,13 +602,14 @@ def _git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"],
+            cwd=root, capture_output=True, text=True, timeout=10, check=False,
         )
         if commit.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=10,
+            cwd=root, capture_output=True, text=True, timeout=10, check=False,
         )  # fmt: skip
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -607,7 +625,9 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cores_available": (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        ),
         "ram_gib": _ram_gib(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -637,18 +657,24 @@ def _markdown(report: dict[str, Any]) -> str:
     if m.get("gpu"):
         machine += f", GPU {m['gpu']}"
     lines = [
-        f"Command: `{report['command']}` · Machine: {machine} · threads: {cfg['threads']} · "
-        f"date: {report['date']} · molgen {m['molgen']} ({m.get('git_commit') or 'no git'}), "
-        f"torch {m.get('torch')}, RDKit {m['rdkit']}",
+        (
+            f"Command: `{report['command']}` · Machine: {machine} · threads: {cfg['threads']} · "
+            f"date: {report['date']} · molgen {m['molgen']} ({m.get('git_commit') or 'no git'}), "
+            f"torch {m.get('torch')}, RDKit {m['rdkit']}"
+        ),
         "",
-        f"{sel['n_selected']} CCD test-split ligands (of {sel.get('n_candidates', '?')} "
-        f"candidates; sample seed {sel.get('sample_seed', '?')}); molgen model "
-        f"`{cfg.get('model') or 'default'}`, sampler {cfg['sampler']}, {cfg['steps']} steps. "
-        "Min-RMSD: lowest symmetry-aware heavy-atom RMSD (Å) of a molecule's conformers to the "
-        "experimental conformation; failures count as ∞.",
+        (
+            f"{sel['n_selected']} CCD test-split ligands (of {sel.get('n_candidates', '?')} "
+            f"candidates; sample seed {sel.get('sample_seed', '?')}); molgen model "
+            f"`{cfg.get('model') or 'default'}`, sampler {cfg['sampler']}, {cfg['steps']} steps. "
+            "Min-RMSD: lowest symmetry-aware heavy-atom RMSD (Å) of a molecule's conformers to "
+            "the experimental conformation; failures count as ∞."
+        ),
         "",
-        "| Method | N | Molecules | Failures | Median min-RMSD (Å) | Mean (Å) | < 1.0 Å "
-        "| < 1.5 Å | < 2.0 Å | Conformers | Conformers/s | s/molecule |",
+        (
+            "| Method | N | Molecules | Failures | Median min-RMSD (Å) | Mean (Å) | < 1.0 Å "
+            "| < 1.5 Å | < 2.0 Å | Conformers | Conformers/s | s/molecule |"
+        ),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
@@ -658,15 +684,17 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{_fmt(s['median_min_rmsd'], '.3f')} | {_fmt(s['mean_min_rmsd'], '.3f')} | "
             f"{_fmt(s['frac_below_1'], '.1%')} | {_fmt(s['frac_below_1.5'], '.1%')} | "
             f"{_fmt(s['frac_below_2'], '.1%')} | {s['total_conformers']} | "
-            f"{_fmt(s['conformers_per_second'], '.1f')} | {_fmt(s['seconds_per_molecule'], '.3f')} |"
+            f"{_fmt(s['conformers_per_second'], '.1f')} | "
+            f"{_fmt(s['seconds_per_molecule'], '.3f')} |"
         )
     mem = report.get("memory")
     if mem:
         lines += [
             "",
             f"Memory: `{mem['command']}` on {mem['n_smiles']} SMILES: peak RSS "
-            f"{mem['peak_rss_mib']} MiB, wall {mem['wall_seconds']:.1f} s, "
-            f"exit code {mem['exit_code']}.",
+            f"{_fmt(mem['peak_rss_mib'], '.1f')} MiB, wall {_fmt(mem['wall_seconds'], '.1f')} s "
+            f"(process start to exit), exit code {mem['exit_code']}"
+            + (" (timed out)" if mem.get("timed_out") else "") + ".",
         ]
     return "\n".join(lines) + "\n"
 
@@ -766,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-matches", type=int, default=1000,
                    help="cap on atom mappings per molecule in the RMSD")  # fmt: skip
     p.add_argument("--memory-smiles", type=int, default=0, metavar="K",
-                   help="also measure peak RSS of `molgen conformers` on K SMILES (0: off)")  # fmt: skip
+                   help="also measure peak RSS of `molgen conformers` on K SMILES (0: off)",
+                   )  # fmt: skip
     p.add_argument("--out", default="bench_results", help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -824,7 +853,10 @@ def main(
             from molgen import api
 
             t_load = time.perf_counter()
-            api.load_model(args.model, args.device)
+            try:
+                api.load_model(args.model, args.device)
+            except Exception as exc:  # noqa: BLE001 - report, don't trace back
+                raise SystemExit(f"error: cannot load the molgen model: {exc}") from None
             selection["model_load_seconds"] = time.perf_counter() - t_load
             gens[method] = make_molgen_generator(
                 model=args.model, sampler=args.sampler, steps=args.steps, seed=args.seed,
@@ -857,7 +889,7 @@ def main(
             **{k: v for k, v in vars(args).items() if k not in ("out", "no_progress")},
             "torch_threads": torch.get_num_threads(),
             "rdkit_threads": args.threads,
-            "etkdg": "ETKDGv3 defaults, randomSeed=%d" % _etkdg_seed(args.seed),
+            "etkdg": f"ETKDGv3 defaults, randomSeed={_etkdg_seed(args.seed)}",
             "thresholds": list(THRESHOLDS),
         },
         "selection": selection,

@@ -157,3 +157,17 @@ def test_molgen_generator_through_api(fake_sampler) -> None:
     ref = _references()[2]
     row = bench._one(gen, ref, 2, 1000)
     assert row["error"] is None and 0 <= row["min_rmsd"] < 5
+
+
+def test_run_measured_reports_child_peak_rss_not_ours() -> None:
+    import sys
+
+    ballast = bytearray(300 * 2**20)  # make this process big; the child must not inherit it
+    ballast[:: 4096] = b"\x01" * len(ballast[:: 4096])
+    code = "x = bytearray(60 * 2**20); x[::4096] = b'1' * len(x[::4096]); print('done')"
+    usage = bench.run_measured([sys.executable, "-c", code], timeout=60)
+    del ballast
+    assert usage["exit_code"] == 0 and not usage["timed_out"]
+    assert "done" in usage["output_tail"]
+    assert 60 * 1024 <= usage["maxrss_kib"] < 250 * 1024
+    assert usage["wall_seconds"] > 0

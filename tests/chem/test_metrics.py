@@ -41,9 +41,12 @@ def _rdkit_best(ref: Chem.Mol, probe: Chem.Mol, sym: bool = True) -> np.ndarray:
     return np.array(
         [
             rdMolAlign.GetBestRMS(
-                Chem.Mol(heavy), ref, prbId=c.GetId(), refId=0,
+                Chem.Mol(heavy),
+                ref,
+                prbId=c.GetId(),
+                refId=0,
                 symmetrizeConjugatedTerminalGroups=sym,
-            )  # fmt: skip
+            )
             for c in heavy.GetConformers()
         ]
     )
