@@ -47,6 +47,7 @@ class TrainConfig:
     warmup: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 5.0
+    ema_decay: float = 0.999
     val_every: int = 1000
     val_molecules: int = 512
     checkpoint_every: int = 500
@@ -126,6 +127,8 @@ def train(cfg: TrainConfig) -> Path:
     model_cfg = DenoiserConfig(**cfg.model)
     model = TorsionDenoiser(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # exponential moving average of the weights: validated, checkpointed and shipped
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay))
 
     step, log, best_val, elapsed_before = 0, [], math.inf, 0.0
     last = out / "last.pt"
@@ -133,9 +136,11 @@ def train(cfg: TrainConfig) -> Path:
         state = read_checkpoint(last)
         if state["data_hash"] != data_hash:
             raise ValueError(f"{last} was trained on other data (hash {state['data_hash'][:12]}…); use a new --out")
-        model.load_state_dict(state["state_dict"])
+        model.load_state_dict(state["extra"]["raw_state_dict"])
+        ema.module.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+        ema.n_averaged.fill_(state["extra"].get("ema_n_averaged", step))
         log = state["extra"].get("log", [])
         best_val = state["extra"].get("best_val", math.inf)
         elapsed_before = state["extra"].get("elapsed_s", 0.0)
@@ -174,6 +179,7 @@ def train(cfg: TrainConfig) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        ema.update_parameters(model)
         step += 1
         running += loss.item()
         running_n += 1
@@ -183,10 +189,10 @@ def train(cfg: TrainConfig) -> Path:
                      "elapsed_s": round(elapsed_before + time.time() - t_start, 1)}
             running, running_n = 0.0, 0
             if step % cfg.val_every == 0 or step == cfg.steps:
-                entry["val_loss"] = validation_loss(model, val_batches, schedule, device)
+                entry["val_loss"] = validation_loss(ema.module, val_batches, schedule, device)
                 if ctx.is_main and entry["val_loss"] < best_val:
                     best_val = entry["val_loss"]
-                    save_checkpoint(out / "best.pt", model, schedule, data_hash=data_hash, step=step,
+                    save_checkpoint(out / "best.pt", ema.module, schedule, data_hash=data_hash, step=step,
                                     train_config=asdict(cfg), extra={"val_loss": best_val})
             log.append(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}", **({"val": f"{entry['val_loss']:.3f}"} if "val_loss" in entry else {}))
@@ -194,19 +200,21 @@ def train(cfg: TrainConfig) -> Path:
                 with open(out / "loss_log.jsonl", "a") as fh:
                     fh.write(json.dumps(entry) + "\n")
         if ctx.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(last, model, schedule, data_hash=data_hash, step=step, train_config=asdict(cfg),
+            save_checkpoint(last, ema.module, schedule, data_hash=data_hash, step=step, train_config=asdict(cfg),
                             optimizer=optimizer,
-                            extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start})
+                            extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start,
+                                   "raw_state_dict": model.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
     bar.close()
     if ctx.is_main:
-        final_val = validation_loss(model, val_batches, schedule, device)
+        final_val = validation_loss(ema.module, val_batches, schedule, device)
         if final_val < best_val:
             best_val = final_val
-            save_checkpoint(out / "best.pt", model, schedule, data_hash=data_hash, step=step,
+            save_checkpoint(out / "best.pt", ema.module, schedule, data_hash=data_hash, step=step,
                             train_config=asdict(cfg), extra={"val_loss": best_val})
-        save_checkpoint(last, model, schedule, data_hash=data_hash, step=step, train_config=asdict(cfg),
+        save_checkpoint(last, ema.module, schedule, data_hash=data_hash, step=step, train_config=asdict(cfg),
                         optimizer=optimizer,
-                        extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start})
+                        extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start,
+                               "raw_state_dict": model.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
         summary = {"step": step, "best_val_loss": best_val, "final_val_loss": final_val,
                    "wall_s": round(elapsed_before + time.time() - t_start, 1), "data_hash": data_hash,
                    "device": str(device), "train_molecules": len(train_set)}
