@@ -119,3 +119,28 @@ def train_conformer_model(
         export_weights(best, Path(export), name=name, command=command)
         print(f"exported {export} ({platform.node()})", file=sys.stderr)
     return best
+
+
+def plot_loss_curve(facts_json: Path, png: Path) -> Path:
+    """Plot the training and validation loss of an exported model (its ``.json`` facts) to ``png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    facts = json.loads(Path(facts_json).read_text())
+    log = facts["loss_log"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([e["step"] for e in log], [e["loss"] for e in log], lw=1, label="training (running mean)")
+    val = [e for e in log if "val_loss" in e]
+    ax.plot([e["step"] for e in val], [e["val_loss"] for e in val], "o-", ms=3, label="validation (EMA weights)")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--", label="zero score")
+    ax.set_xlabel("step")
+    ax.set_ylabel("normalised score-matching loss")
+    ax.set_title(f"{facts['name']} ({facts.get('device')}, {facts.get('wall_time_s')} s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return png
