@@ -159,7 +159,7 @@ def generate_conformers(
     *,
     model: str | Path | None = None,
     sampler: str = "ode",
-    steps: int = 20,
+    steps: int = 10,
     seed: int = 42,
     rms: float | None = None,
     optimize: str | None = None,

@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-CONFIGS = [
+#: partial diffusion: refine ETKDG torsions from an intermediate noise level (SDEdit-like)
+CONFIGS_PARTIAL = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.3},
+    {"sampler": "ode", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.6},
+    {"sampler": "sde", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.6},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "local": "all", "sigma_start": 1.2},
+]
+#: full reverse diffusion from uniform torsions
+CONFIGS_FROM_SCRATCH = [
     {"sampler": "ode", "ode_method": "euler", "steps": 10, "local": "third"},
     {"sampler": "ode", "ode_method": "euler", "steps": 20, "local": "third"},
     {"sampler": "ode", "ode_method": "heun", "steps": 10, "local": "third"},
@@ -33,15 +41,16 @@ def make_config_generator(model_path: str | None, cfg: dict[str, Any], seed: int
 
     from molgen.chem.io import parse_smiles
     from molgen.chem.validate import ConformerValidator
-    from molgen.sampling.conformer_sampler import load_model, num_local_structures, sample_conformers
+    from molgen.sampling.conformer_sampler import load_model, sample_conformers
 
     loaded = load_model(model_path)
 
     def generate(smiles: str, n: int):
         mol = parse_smiles(smiles)
-        local = n if cfg["local"] == "all" else num_local_structures(n)
+        local = n if cfg["local"] == "all" else max(1, -(-n // 3))
         out = sample_conformers(mol, n, model=loaded, sampler=cfg["sampler"], steps=cfg["steps"], seed=seed,
-                                local_structures=local, ode_method=cfg["ode_method"])
+                                local_structures=local, ode_method=cfg["ode_method"],
+                                sigma_start=cfg.get("sigma_start"))
         validator = ConformerValidator(mol)
         keep = Chem.Mol(out)
         keep.RemoveAllConformers()
@@ -64,13 +73,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--configs", choices=("scratch", "partial"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     refs, stats = select_references(load_ccd_ligands(min_heavy_atoms=1, max_heavy_atoms=10**6), args.num_molecules,
                                     sample_seed=args.sample_seed, split="val")
     gens = {"etkdg": make_etkdg_generator()}
-    for k, cfg in enumerate(CONFIGS):
+    configs = CONFIGS_FROM_SCRATCH if args.configs == "scratch" else CONFIGS_PARTIAL
+    for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)
     results = {}
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(lines[-1], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"split": "val", "n": args.n, "selection": stats, "results": results, "configs": CONFIGS}
+    report = {"split": "val", "n": args.n, "selection": stats, "results": results, "configs": configs}
     (out / "tune.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "tune.md").write_text(f"Validation split, {len(refs)} molecules, N = {args.n}, 1 thread, {time.strftime('%Y-%m-%d')}\n\n"
                                  + "\n".join(lines) + "\n")
