@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> str:
     items = _items()
     rows = ["| config | params | forward, 10 conformers (ms) | forward, 50 conformers (ms) | train step, 32 molecules (s) |",
             "|---|---|---|---|---|"]
+    print(f"python -m molgen.bench.denoiser_speed --threads {args.threads} · {time.strftime('%Y-%m-%d')} · "
+          f"torch {torch.__version__}\n", flush=True)
+    print("\n".join(rows), flush=True)
     for cfg in CONFIGS:
         torch.manual_seed(0)
         model = TorsionDenoiser(DenoiserConfig(**cfg))
