@@ -8,6 +8,7 @@ importing this module stays light.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -96,6 +97,26 @@ def clear_model_cache() -> None:
     """Forget all models loaded by :func:`load_model`."""
     with _MODEL_LOCK:
         _MODEL_CACHE.clear()
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int):
+    """Run the sampler with ``num_threads`` torch CPU threads (0: leave torch's setting), then restore.
+
+    The denoiser works on small tensors: torch's default of one thread per core gains little and,
+    when anything else runs on the machine, its threads contend and sampling slows down tenfold.
+    """
+    if not num_threads or num_threads < 1:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _attempt_seed(seed: int, attempt: int) -> int:
@@ -195,7 +216,8 @@ def generate_conformers(
         max_attempts: total number of sampling rounds (the first included).
         device: torch device of the model, e.g. ``"cpu"`` or ``"cuda"``.
         name: molecule name (``_Name``); default: the input's ``_Name`` or its SMILES.
-        num_threads: RDKit threads for MMFF and RMSD (0 = all cores).
+        num_threads: CPU threads for the denoiser (torch, restored afterwards; 0 = torch's own
+            setting) and for RDKit's MMFF and RMSD (0 = all cores).
 
     Returns:
         A new Mol with explicit hydrogens holding up to ``n`` conformers. Conformer
@@ -229,15 +251,16 @@ def generate_conformers(
         if need <= 0:
             break
         round_seed = _attempt_seed(int(seed), attempt)
-        out = sample(
-            base,
-            need,
-            model=model_obj,
-            sampler=sampler,
-            steps=steps,
-            seed=round_seed,
-            device=device,
-        )
+        with _torch_threads(num_threads):
+            out = sample(
+                base,
+                need,
+                model=model_obj,
+                sampler=sampler,
+                steps=steps,
+                seed=round_seed,
+                device=device,
+            )
         confs = list(out.GetConformers())
         n_sampled += len(confs)
         if not confs:
