@@ -24,6 +24,12 @@ CONFIGS_PARTIAL = [
     {"sampler": "sde", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.6},
     {"sampler": "ode", "ode_method": "euler", "steps": 8, "local": "all", "sigma_start": 1.2},
 ]
+#: fewer steps of the chosen setting (speed)
+CONFIGS_STEPS = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 6, "local": "all"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "local": "all"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 10, "local": "all"},
+]
 #: full reverse diffusion from uniform torsions
 CONFIGS_FROM_SCRATCH = [
     {"sampler": "ode", "ode_method": "euler", "steps": 10, "local": "third"},
@@ -73,14 +79,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--configs", choices=("scratch", "partial"), default="scratch")
+    p.add_argument("--configs", choices=("scratch", "partial", "steps"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     refs, stats = select_references(load_ccd_ligands(min_heavy_atoms=1, max_heavy_atoms=10**6), args.num_molecules,
                                     sample_seed=args.sample_seed, split="val")
     gens = {"etkdg": make_etkdg_generator()}
-    configs = CONFIGS_FROM_SCRATCH if args.configs == "scratch" else CONFIGS_PARTIAL
+    configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS}[args.configs]
     for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)
