@@ -180,7 +180,7 @@ def generate_conformers(
     *,
     model: str | Path | None = None,
     sampler: str = "ode",
-    steps: int = 10,
+    steps: int = 8,
     seed: int = 42,
     rms: float | None = None,
     optimize: str | None = None,

@@ -194,7 +194,7 @@ def conformers(
     sampler: Annotated[
         SamplerChoice, typer.Option("--sampler", help="Reverse-diffusion sampler.")
     ] = SamplerChoice.ode,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Diffusion steps.")] = 10,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Diffusion steps.")] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 42,
     rms: Annotated[
         float | None,

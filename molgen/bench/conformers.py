@@ -300,7 +300,7 @@ def make_molgen_generator(
     *,
     model: str | None = None,
     sampler: str = "ode",
-    steps: int = 10,
+    steps: int = 8,
     seed: int = 42,
     device: str = "cpu",
     threads: int = 1,
@@ -528,7 +528,7 @@ def measure_memory(
     num_confs: int = 10,
     model: str | None = None,
     sampler: str = "ode",
-    steps: int = 10,
+    steps: int = 8,
     seed: int = 42,
     device: str = "cpu",
     threads: int = 1,
@@ -784,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--model", default=None, help="molgen checkpoint (default: shipped model)")
     p.add_argument("--sampler", choices=("ode", "sde"), default="ode")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=42, help="generation seed of both methods")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the molecule sample")
     p.add_argument("--min-heavy-atoms", type=int, default=4)

@@ -106,7 +106,7 @@ def sample_conformers(
     *,
     model: LoadedModel | str | Path | None = None,
     sampler: str = "ode",
-    steps: int = 10,
+    steps: int = 8,
     seed: int = 42,
     device: str = "cpu",
     local_structures: int | None = None,
