@@ -27,7 +27,7 @@ from molgen.diffusion.samplers import ode_sample, sde_sample
 from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas
 from molgen.diffusion.torus import TorusSchedule
 from molgen.errors import MoleculeError
-from molgen.models.graph import collate_graphs
+from molgen.models.graph import collate_graphs, topological_distances
 from molgen.models.torsion_denoiser import TorsionDenoiser
 from molgen.training.checkpoint import load_denoiser
 
@@ -173,6 +173,8 @@ def sample_conformers(
             "node_features": graph.node_features, "bond_index": graph.bond_index,
             "bond_features": graph.bond_features, "torsions": graph.torsions,
             "torsion_masks": graph.torsion_masks, "pos": start[0][graph.heavy_atoms],
+            # the n copies share one graph: compute its topological distances once, not per copy
+            "topo": topological_distances(graph.num_nodes, graph.bond_index),
         }
         batch = collate_graphs([item] * n).to(dev)
         heavy = (torch.as_tensor(graph.heavy_atoms)[None, :] + torch.arange(n)[:, None] * n_atoms).reshape(-1).to(dev)
