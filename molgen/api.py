@@ -38,6 +38,7 @@ __all__ = ["OPTIMIZERS", "SAMPLERS", "clear_model_cache", "generate_conformers",
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("ode", "sde")
+ODE_METHODS = ("euler", "heun")
 OPTIMIZERS = ("mmff",)
 _SAMPLER_MODULE = "molgen.sampling.conformer_sampler"
 
@@ -136,6 +137,9 @@ def _check_options(
     optimize: str | None,
     energy_window: float | None,
     max_attempts: int,
+    conformers_per_structure: int | None = None,
+    ode_method: str = "euler",
+    sigma_start: float | None = None,
 ) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise InputError(f"n must be a positive integer (number of conformers), got {n!r}")
@@ -155,6 +159,17 @@ def _check_options(
         raise InputError(f"energy_window must be >= 0 kcal/mol, got {energy_window!r}")
     if not isinstance(max_attempts, (int, np.integer)) or max_attempts < 1:
         raise InputError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+    if conformers_per_structure is not None and (
+        not isinstance(conformers_per_structure, (int, np.integer)) or conformers_per_structure < 1
+    ):
+        raise InputError(
+            "conformers_per_structure must be a positive integer or None, "
+            f"got {conformers_per_structure!r}"
+        )
+    if ode_method not in ODE_METHODS:
+        raise InputError(f"ode_method must be one of {', '.join(ODE_METHODS)}, got {ode_method!r}")
+    if sigma_start is not None and not (sigma_start > 0):
+        raise InputError(f"sigma_start must be > 0 radians or None, got {sigma_start!r}")
 
 
 def _ordered_reasons(drops: Counter[str]) -> dict[str, int]:
@@ -189,6 +204,9 @@ def generate_conformers(
     device: str = "cpu",
     name: str | None = None,
     num_threads: int = 1,
+    conformers_per_structure: int | None = None,
+    ode_method: str = "euler",
+    sigma_start: float | None = None,
 ) -> Chem.Mol:
     """Generate validated 3D conformers of a molecule.
 
@@ -218,6 +236,12 @@ def generate_conformers(
         name: molecule name (``_Name``); default: the input's ``_Name`` or its SMILES.
         num_threads: CPU threads for the denoiser (torch, restored afterwards; 0 = torch's own
             setting) and for RDKit's MMFF and RMSD (0 = all cores).
+        conformers_per_structure: how many conformers share one ETKDG embedding (its bond
+            lengths, angles and ring conformations); None for the sampler's default. Larger is
+            faster (fewer embeddings) but varies ring conformations less.
+        ode_method: ``"euler"`` (DDIM-like) or ``"heun"`` integration of the ODE sampler.
+        sigma_start: if set (radians), refine ETKDG torsions from this noise level instead of
+            sampling them from the uniform prior (partial diffusion).
 
     Returns:
         A new Mol with explicit hydrogens holding up to ``n`` conformers. Conformer
@@ -234,7 +258,15 @@ def generate_conformers(
         MoleculeError: the molecule cannot be embedded, MMFF94 has no parameters (when
             needed), or no conformer passed validation.
     """
-    _check_options(n, sampler, steps, seed, rms, optimize, energy_window, max_attempts)
+    _check_options(
+        n, sampler, steps, seed, rms, optimize, energy_window, max_attempts,
+        conformers_per_structure, ode_method, sigma_start,
+    )
+    sampler_options: dict[str, Any] = {}
+    if ode_method != "euler":
+        sampler_options["ode_method"] = ode_method
+    if sigma_start is not None:
+        sampler_options["sigma_start"] = float(sigma_start)
     prepared = _prepare(mol, name)
     label = prepared.GetProp("_Name")
     base = Chem.Mol(prepared)
@@ -251,6 +283,8 @@ def generate_conformers(
         if need <= 0:
             break
         round_seed = _attempt_seed(int(seed), attempt)
+        if conformers_per_structure is not None:
+            sampler_options["local_structures"] = -(-need // int(conformers_per_structure))
         with _torch_threads(num_threads):
             out = sample(
                 base,
@@ -260,6 +294,7 @@ def generate_conformers(
                 steps=steps,
                 seed=round_seed,
                 device=device,
+                **sampler_options,
             )
         confs = list(out.GetConformers())
         n_sampled += len(confs)

@@ -195,6 +195,16 @@ def conformers(
         SamplerChoice, typer.Option("--sampler", help="Reverse-diffusion sampler.")
     ] = SamplerChoice.ode,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Diffusion steps.")] = 8,
+    per_structure: Annotated[
+        int | None,
+        typer.Option(
+            "--per-structure",
+            min=1,
+            help="Conformers sharing one ETKDG local structure (bond lengths, angles, rings); "
+            "larger is faster, less varied rings. Default: the model's tuned setting.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 42,
     rms: Annotated[
         float | None,
@@ -322,6 +332,7 @@ def conformers(
                         device=device,
                         name=record.name,
                         num_threads=threads or 1,
+                        conformers_per_structure=per_structure,
                     )
                     written = writer.write(mol)
                 except KeyboardInterrupt:

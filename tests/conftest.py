@@ -45,7 +45,7 @@ def _make_fake_module() -> types.ModuleType:
             raise FileNotFoundError(path)
         return FakeModel(path)
 
-    def sample_conformers(mol, n, *, model, sampler, steps, seed, device):
+    def sample_conformers(mol, n, *, model, sampler, steps, seed, device, **options):
         name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
         mod.calls.append(
             {
@@ -55,6 +55,7 @@ def _make_fake_module() -> types.ModuleType:
                 "steps": steps,
                 "seed": seed,
                 "device": device,
+                "options": options,
             }
         )
         if name in mod.fail_names:

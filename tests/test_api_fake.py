@@ -71,6 +71,29 @@ def test_resampling_replaces_invalid_conformers(fake_sampler) -> None:
     assert np.allclose(out.GetConformer(4).GetPositions(), again.GetConformer(4).GetPositions())
 
 
+def test_sampler_options_reach_the_sampler(fake_sampler) -> None:
+    def perturb(mol, seed):  # first round: three invalid conformers to resample
+        if seed == 42:
+            for conf in list(mol.GetConformers())[:3]:
+                conf.SetAtomPosition(0, (float("nan"), 0.0, 0.0))
+
+    fake_sampler.perturb = perturb
+    molgen.generate_conformers("CCCO", n=10, conformers_per_structure=4, ode_method="heun", sigma_start=0.5)
+    first, second = fake_sampler.calls
+    # ceil(10 / 4) structures for 10 conformers, then ceil(3 / 4) for the 3 resampled ones
+    assert first["options"] == {"local_structures": 3, "ode_method": "heun", "sigma_start": 0.5}
+    assert second["options"]["local_structures"] == 1
+    fake_sampler.calls.clear()
+    molgen.generate_conformers("CCO", n=2)
+    assert fake_sampler.calls[0]["options"] == {}  # defaults are the sampler's own
+    with pytest.raises(InputError, match="conformers_per_structure"):
+        molgen.generate_conformers("CCO", conformers_per_structure=0)
+    with pytest.raises(InputError, match="ode_method"):
+        molgen.generate_conformers("CCO", ode_method="rk4")
+    with pytest.raises(InputError, match="sigma_start"):
+        molgen.generate_conformers("CCO", sigma_start=-1.0)
+
+
 def test_all_invalid_raises(fake_sampler) -> None:
     def perturb(mol, seed):
         for conf in mol.GetConformers():

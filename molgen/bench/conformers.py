@@ -304,8 +304,13 @@ def make_molgen_generator(
     seed: int = 42,
     device: str = "cpu",
     threads: int = 1,
+    **sampler_options: Any,
 ) -> GenerateFn:
-    """molgen from a SMILES: :func:`molgen.api.generate_conformers` (validated conformers)."""
+    """molgen from a SMILES: :func:`molgen.api.generate_conformers` (validated conformers).
+
+    ``sampler_options`` (``conformers_per_structure``, ``ode_method``, ``sigma_start``) are passed on
+    to the API when not None.
+    """
     from molgen import api
 
     kwargs: dict[str, Any] = {
@@ -314,11 +319,9 @@ def make_molgen_generator(
         "steps": steps,
         "seed": seed,
         "device": device,
+        "num_threads": int(threads),
+        **{k: v for k, v in sampler_options.items() if v is not None},
     }
-    import inspect
-
-    if "num_threads" in inspect.signature(api.generate_conformers).parameters:
-        kwargs["num_threads"] = int(threads)
 
     def generate(smiles: str, n: int) -> Any:
         return api.generate_conformers(smiles, n=int(n), **kwargs)
@@ -533,6 +536,7 @@ def measure_memory(
     device: str = "cpu",
     threads: int = 1,
     timeout: float | None = None,
+    per_structure: int | None = None,
 ) -> dict[str, Any]:
     """Peak resident memory and wall time of ``molgen conformers`` on ``k`` SMILES (subprocess).
 
@@ -556,6 +560,8 @@ def measure_memory(
         ]  # fmt: skip
         if model is not None:
             cmd += ["--model", str(Path(model).expanduser().resolve())]
+        if per_structure is not None:
+            cmd += ["--per-structure", str(per_structure)]
         usage = run_measured(cmd, timeout=timeout, log_path=Path(tmp) / "child.log")
         n_written = sdf.read_text().count("$$$$") if sdf.exists() else 0
     exit_code, maxrss = usage["exit_code"], usage["maxrss_kib"]
@@ -666,7 +672,9 @@ def _markdown(report: dict[str, Any]) -> str:
         (
             f"{sel['n_selected']} CCD test-split ligands (of {sel.get('n_candidates', '?')} "
             f"candidates; sample seed {sel.get('sample_seed', '?')}); molgen model "
-            f"`{cfg.get('model') or 'default'}`, sampler {cfg['sampler']}, {cfg['steps']} steps. "
+            f"`{cfg.get('model') or 'default'}`, sampler {cfg['sampler']}, {cfg['steps']} steps"
+            + (f", {cfg['per_structure']} conformers per ETKDG structure" if cfg.get("per_structure") else "")
+            + ". "
             "Min-RMSD: lowest symmetry-aware heavy-atom RMSD (Å) of a molecule's conformers to "
             "the experimental conformation; failures count as ∞."
         ),
@@ -785,6 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="molgen checkpoint (default: shipped model)")
     p.add_argument("--sampler", choices=("ode", "sde"), default="ode")
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--per-structure", type=int, default=None,
+                   help="molgen conformers per ETKDG local structure (default: molgen's)")  # fmt: skip
     p.add_argument("--seed", type=int, default=42, help="generation seed of both methods")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the molecule sample")
     p.add_argument("--min-heavy-atoms", type=int, default=4)
@@ -861,6 +871,7 @@ def main(
             gens[method] = make_molgen_generator(
                 model=args.model, sampler=args.sampler, steps=args.steps, seed=args.seed,
                 device=args.device, threads=args.threads,
+                conformers_per_structure=args.per_structure,
             )  # fmt: skip
         else:
             gens[method] = make_etkdg_generator(seed=args.seed, threads=args.threads)
@@ -876,7 +887,7 @@ def main(
         memory = measure_memory(
             [r.smiles for r in refs], args.memory_smiles, num_confs=10, model=args.model,
             sampler=args.sampler, steps=args.steps, seed=args.seed, device=args.device,
-            threads=args.threads,
+            threads=args.threads, per_structure=args.per_structure,
         )  # fmt: skip
 
     report = {

@@ -2,7 +2,7 @@
 
     python -m molgen.bench.tune_sampler --model PATH --num-molecules 80 --n 10 --out tune_results/
 
-For each configuration (sampler, ODE method, steps, number of ETKDG local structures) it runs the same
+For each configuration (sampler, ODE method, steps, conformers per ETKDG local structure) it runs the same
 measurement as the benchmark (symmetric minimum heavy-atom RMSD to the experimental conformer, seconds
 per molecule) on a seeded sample of validation ligands, with RDKit ETKDGv3 in the same run as the
 reference, and writes ``tune.json`` and a markdown table. The defaults in
@@ -19,59 +19,60 @@ from typing import Any
 
 #: partial diffusion: refine ETKDG torsions from an intermediate noise level (SDEdit-like)
 CONFIGS_PARTIAL = [
-    {"sampler": "ode", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.3},
-    {"sampler": "ode", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.6},
-    {"sampler": "sde", "ode_method": "euler", "steps": 5, "local": "all", "sigma_start": 0.6},
-    {"sampler": "ode", "ode_method": "euler", "steps": 8, "local": "all", "sigma_start": 1.2},
+    {"sampler": "ode", "ode_method": "euler", "steps": 5, "per_structure": 1, "sigma_start": 0.3},
+    {"sampler": "ode", "ode_method": "euler", "steps": 5, "per_structure": 1, "sigma_start": 0.6},
+    {"sampler": "sde", "ode_method": "euler", "steps": 5, "per_structure": 1, "sigma_start": 0.6},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "sigma_start": 1.2},
 ]
 #: fewer steps of the chosen setting (speed)
 CONFIGS_STEPS = [
-    {"sampler": "ode", "ode_method": "euler", "steps": 6, "local": "all"},
-    {"sampler": "ode", "ode_method": "euler", "steps": 8, "local": "all"},
-    {"sampler": "ode", "ode_method": "euler", "steps": 10, "local": "all"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 6, "per_structure": 1},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1},
+    {"sampler": "ode", "ode_method": "euler", "steps": 10, "per_structure": 1},
+]
+#: conformers per ETKDG local structure x steps (speed against quality)
+CONFIGS_SHARE = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1},
+    {"sampler": "ode", "ode_method": "euler", "steps": 6, "per_structure": 1},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2},
+    {"sampler": "ode", "ode_method": "euler", "steps": 6, "per_structure": 2},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 3},
 ]
 #: full reverse diffusion from uniform torsions
 CONFIGS_FROM_SCRATCH = [
-    {"sampler": "ode", "ode_method": "euler", "steps": 10, "local": "third"},
-    {"sampler": "ode", "ode_method": "euler", "steps": 20, "local": "third"},
-    {"sampler": "ode", "ode_method": "heun", "steps": 10, "local": "third"},
-    {"sampler": "sde", "ode_method": "heun", "steps": 20, "local": "third"},
-    {"sampler": "ode", "ode_method": "euler", "steps": 10, "local": "all"},
-    {"sampler": "sde", "ode_method": "heun", "steps": 20, "local": "all"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 10, "per_structure": 3},
+    {"sampler": "ode", "ode_method": "euler", "steps": 20, "per_structure": 3},
+    {"sampler": "ode", "ode_method": "heun", "steps": 10, "per_structure": 3},
+    {"sampler": "sde", "ode_method": "heun", "steps": 20, "per_structure": 3},
+    {"sampler": "ode", "ode_method": "euler", "steps": 10, "per_structure": 1},
+    {"sampler": "sde", "ode_method": "heun", "steps": 20, "per_structure": 1},
 ]
 
 
 def make_config_generator(model_path: str | None, cfg: dict[str, Any], seed: int = 42):
-    """A ``generate(smiles, n)`` running torsional diffusion with ``cfg`` and keeping valid conformers."""
-    from rdkit import Chem
+    """A ``generate(smiles, n)`` calling :func:`molgen.api.generate_conformers` with the settings ``cfg``.
 
-    from molgen.chem.io import parse_smiles
-    from molgen.chem.validate import ConformerValidator
-    from molgen.sampling.conformer_sampler import load_model, sample_conformers
+    The same call as the benchmark's molgen generator (validation and resampling included), with the
+    sampler options of ``cfg`` (``sampler``, ``steps``, ``ode_method``, ``per_structure``, ``sigma_start``).
+    """
+    from molgen.bench.conformers import make_molgen_generator
 
-    loaded = load_model(model_path)
-
-    def generate(smiles: str, n: int):
-        mol = parse_smiles(smiles)
-        local = n if cfg["local"] == "all" else max(1, -(-n // 3))
-        out = sample_conformers(mol, n, model=loaded, sampler=cfg["sampler"], steps=cfg["steps"], seed=seed,
-                                local_structures=local, ode_method=cfg["ode_method"],
-                                sigma_start=cfg.get("sigma_start"))
-        validator = ConformerValidator(mol)
-        keep = Chem.Mol(out)
-        keep.RemoveAllConformers()
-        for conf in out.GetConformers():
-            if validator.validate(conf.GetPositions()).ok:
-                keep.AddConformer(conf, assignId=True)
-        return keep
-
-    return generate
+    return make_molgen_generator(
+        model=model_path, sampler=cfg["sampler"], steps=cfg["steps"], seed=seed,
+        conformers_per_structure=cfg.get("per_structure"), ode_method=cfg.get("ode_method", "euler"),
+        sigma_start=cfg.get("sigma_start"),
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
-    from molgen.bench.conformers import benchmark, make_etkdg_generator, select_references, warm_up
+    from molgen.bench.conformers import (
+        benchmark,
+        make_etkdg_generator,
+        select_references,
+        warm_up,
+    )
     from molgen.datasets.ccd import load_ccd_ligands
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,14 +80,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--configs", choices=("scratch", "partial", "steps"), default="scratch")
+    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     refs, stats = select_references(load_ccd_ligands(min_heavy_atoms=1, max_heavy_atoms=10**6), args.num_molecules,
                                     sample_seed=args.sample_seed, split="val")
     gens = {"etkdg": make_etkdg_generator()}
-    configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS}[args.configs]
+    configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS,
+               "share": CONFIGS_SHARE}[args.configs]
     for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)

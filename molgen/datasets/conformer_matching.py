@@ -13,12 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import rdDistGeom
 from scipy.optimize import minimize
 
+from molgen.chem.embedding import embed_local_structures
 from molgen.chem.featurize import MolGraph, featurize
 from molgen.chem.geometry import kabsch_align, kabsch_rmsd
-from molgen.chem.torsions import apply_torsion_deltas, dihedral_angles, set_torsion_angles
+from molgen.chem.torsions import (
+    apply_torsion_deltas,
+    dihedral_angles,
+    set_torsion_angles,
+)
 
 
 @dataclass
@@ -39,28 +43,6 @@ class MatchedConformer:
     coords: np.ndarray
     rmsd_copied: float
     rmsd: float
-
-
-def embed_local_structures(mol_h: Chem.Mol, num: int, seed: int, timeout_s: int = 20) -> np.ndarray:
-    """ETKDGv3 embeddings of ``mol_h`` (with Hs): ``(k, n_atoms, 3)`` Å, ``k <= num``.
-
-    Raises:
-        ValueError: if ``seed`` is 0 (RDKit then returns identical conformers) or nothing embeds.
-    """
-    if seed == 0:
-        raise ValueError("seed 0 makes RDKit return identical conformers; use a nonzero seed")
-    mol_h = Chem.Mol(mol_h)  # embed into a copy: the caller's molecule keeps its conformers
-    params = rdDistGeom.ETKDGv3()
-    params.randomSeed = int(seed)
-    params.numThreads = 1
-    params.timeout = timeout_s
-    ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
-    if not ids:
-        params.useRandomCoords = True
-        ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
-    if not ids:
-        raise ValueError("ETKDG could not embed the molecule")
-    return np.stack([mol_h.GetConformer(i).GetPositions() for i in ids])
 
 
 def match_conformer(

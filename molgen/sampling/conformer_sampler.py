@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from rdkit import Chem
 
+from molgen.chem.embedding import embed_local_structures
 from molgen.chem.featurize import MolGraph, featurize
-from molgen.datasets.conformer_matching import embed_local_structures
 from molgen.diffusion.samplers import ode_sample, sde_sample
 from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas
 from molgen.diffusion.torus import TorusSchedule
@@ -75,14 +75,17 @@ def rdkit_seed(seed: int) -> int:
     return (int(seed) * 7919 + 1) % 2_147_483_647 or 1
 
 
-def num_local_structures(n: int) -> int:
-    """Default number of ETKDG local structures for ``n`` conformers: one per conformer.
+#: conformers sharing one ETKDG local structure by default (chosen on the validation split)
+CONFORMERS_PER_STRUCTURE = 1
 
-    Chosen on the CCD validation split (``python -m molgen.bench.tune_sampler``): one structure per
-    conformer gave the best minimum RMSD to experiment (ring conformations vary between embeddings);
-    sharing ``ceil(n/3)`` structures was 1.6x faster but less accurate.
+
+def num_local_structures(n: int, per_structure: int = CONFORMERS_PER_STRUCTURE) -> int:
+    """Number of ETKDG local structures for ``n`` conformers: ``ceil(n / per_structure)``.
+
+    The default ``per_structure`` was chosen on the CCD validation split
+    (``python -m molgen.bench.tune_sampler``, tables in ``benchmarks/tune_sampler_*.md``).
     """
-    return max(1, n)
+    return max(1, -(-n // max(1, per_structure)))
 
 
 def _full_index(graph: MolGraph, n_atoms: int, copies: int) -> TorsionIndex:

@@ -1,0 +1,30 @@
+"""RDKit ETKDGv3 local structure: the bond lengths, angles and ring conformations that torsional
+diffusion keeps fixed, for sampling and for conformer matching alike."""
+
+from __future__ import annotations
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdDistGeom
+
+
+def embed_local_structures(mol_h: Chem.Mol, num: int, seed: int, timeout_s: int = 20) -> np.ndarray:
+    """ETKDGv3 embeddings of ``mol_h`` (with Hs): ``(k, n_atoms, 3)`` Å, ``k <= num``.
+
+    Raises:
+        ValueError: if ``seed`` is 0 (RDKit then returns identical conformers) or nothing embeds.
+    """
+    if seed == 0:
+        raise ValueError("seed 0 makes RDKit return identical conformers; use a nonzero seed")
+    mol_h = Chem.Mol(mol_h)  # embed into a copy: the caller's molecule keeps its conformers
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = int(seed)
+    params.numThreads = 1
+    params.timeout = timeout_s
+    ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
+    if not ids:
+        params.useRandomCoords = True
+        ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
+    if not ids:
+        raise ValueError("ETKDG could not embed the molecule")
+    return np.stack([mol_h.GetConformer(i).GetPositions() for i in ids])
