@@ -63,6 +63,34 @@ class DistributedContext:
             return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         return model
 
+    def agree(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank (identity in a single process).
+
+        Used for the training clock: the time-based learning rate and the ``--max-minutes`` stop must be
+        the same on all ranks, or their weights drift apart (different learning rates) or the run hangs
+        (one rank stops while the others wait in the gradient all-reduce).
+        """
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self._collective_device())
+        torch.distributed.broadcast(t, src=0)
+        return float(t.item())
+
+    def replicas_max_difference(self, model: torch.nn.Module) -> float:
+        """Largest absolute difference between this rank's parameters and rank 0's (0.0 in one process)."""
+        if self.world_size == 1:
+            return 0.0
+        flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
+        ref = flat.clone()
+        torch.distributed.broadcast(ref, src=0)
+        diff = (flat - ref).abs().max().reshape(1)
+        torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+        return float(diff.item())
+
+    def _collective_device(self) -> torch.device:
+        backend = torch.distributed.get_backend()
+        return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+
     def print(self, message: str) -> None:
         if self.is_main:
             print(message, file=sys.stderr, flush=True)

@@ -164,11 +164,13 @@ def train(cfg: TrainConfig) -> Path:
     running, running_n = 0.0, 0
     batches = _infinite(loader, ctx)
     while step < cfg.steps:
-        if cfg.max_minutes is not None and (elapsed_before + time.time() - t_start) / 60 > cfg.max_minutes:
+        # rank 0's clock on every rank: same learning rate, same stopping step
+        elapsed = ctx.agree(elapsed_before + time.time() - t_start) if cfg.max_minutes is not None else 0.0
+        if cfg.max_minutes is not None and elapsed / 60 > cfg.max_minutes:
             ctx.print(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
             break
         batch = next(batches).to(device)
-        lr = lr_at(step, cfg, elapsed_before + time.time() - t_start)
+        lr = lr_at(step, cfg, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
         noised, sigma, delta, sigma_t = noised_batch(batch, schedule)
@@ -204,6 +206,9 @@ def train(cfg: TrainConfig) -> Path:
                             extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start,
                                    "raw_state_dict": model.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
     bar.close()
+    drift = ctx.replicas_max_difference(model)
+    if drift > 1e-6:
+        raise RuntimeError(f"data-parallel replicas diverged: parameters differ by up to {drift:.3g} between ranks")
     if ctx.is_main:
         final_val = validation_loss(ema.module, val_batches, schedule, device)
         if final_val < best_val:
@@ -216,7 +221,7 @@ def train(cfg: TrainConfig) -> Path:
                                "raw_state_dict": model.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
         summary = {"step": step, "best_val_loss": best_val, "final_val_loss": final_val,
                    "wall_s": round(elapsed_before + time.time() - t_start, 1), "data_hash": data_hash,
-                   "device": str(device), "train_molecules": len(train_set)}
+                   "device": str(device), "train_molecules": len(train_set), "world_size": ctx.world_size}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         ctx.print(json.dumps(summary))
     ctx.close()
