@@ -15,6 +15,8 @@ from functools import lru_cache
 import numpy as np
 from rdkit import Chem
 
+from molgen.chem.geometry import kabsch_rmsd_many
+
 __all__ = ["atom_mappings", "kabsch_rmsd_many", "symmetric_min_rmsd"]
 
 log = logging.getLogger(__name__)
@@ -23,10 +25,6 @@ log = logging.getLogger(__name__)
 #: guanidine ...) and the atom it is bonded to; same pattern as RDKit's
 #: ``symmetrizeConjugatedTerminalGroups`` option of GetBestRMS
 _TERMINAL_SMARTS = "[O,N;D1;$([O,N;D1]-[*]=[O,N;D1]),$([O,N;D1]=[*]-[O,N;D1])]~[*]"
-
-#: bound on (conformers × mappings × atoms) gathered at once (memory ≈ 24 bytes each)
-_CHUNK_ELEMENTS = 2_000_000
-
 
 @lru_cache(maxsize=1)
 def _terminal_query() -> Chem.Mol:
@@ -104,40 +102,6 @@ def atom_mappings(
     if len(matches) >= max_matches:
         log.debug("atom mappings capped at %d", max_matches)
     return np.asarray(matches, dtype=np.intp)
-
-
-def kabsch_rmsd_many(probe: np.ndarray, ref: np.ndarray, mappings: np.ndarray) -> np.ndarray:
-    """RMSD after optimal superposition (rotation + translation, no reflection).
-
-    Args:
-        probe: (C, n, 3) probe coordinates.
-        ref: (n, 3) reference coordinates.
-        mappings: (K, n) probe atom index for each reference atom.
-
-    Returns:
-        (C, K) RMSDs.
-    """
-    probe = np.asarray(probe, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    n = ref.shape[0]
-    # a mapping is a permutation of all probe atoms, so centring commutes with it
-    p = probe - probe.mean(axis=1, keepdims=True)
-    y = ref - ref.mean(axis=0)
-    e0 = (p**2).sum(axis=(1, 2))[:, None] + (y**2).sum()  # (C, 1)
-    n_conf, n_map = p.shape[0], mappings.shape[0]
-    out = np.empty((n_conf, n_map))
-    step = max(1, _CHUNK_ELEMENTS // max(1, n_conf * n))
-    for start in range(0, n_map, step):
-        m = mappings[start : start + step]
-        x = p[:, m]  # (C, k, n, 3)
-        h = np.einsum("ckia,ib->ckab", x, y)  # covariance, (C, k, 3, 3)
-        s = np.linalg.svd(h, compute_uv=False)  # (C, k, 3), descending
-        d = np.sign(np.linalg.det(h))
-        d[d == 0] = 1.0
-        trace = s[..., 0] + s[..., 1] + d * s[..., 2]
-        msd = (e0 - 2.0 * trace) / n
-        out[:, start : start + step] = np.sqrt(np.clip(msd, 0.0, None))
-    return out
 
 
 def symmetric_min_rmsd(
