@@ -276,6 +276,7 @@ def generate_conformers(
     sample = _sampler_module().sample_conformers
 
     kept: list[Chem.Conformer] = []
+    kept_xyz: list[np.ndarray] = []  # their coordinates (n_atoms, 3) Å
     drops: Counter[str] = Counter()
     n_sampled = 0
     for attempt in range(max_attempts):
@@ -285,6 +286,13 @@ def generate_conformers(
         round_seed = _attempt_seed(int(seed), attempt)
         if conformers_per_structure is not None:
             sampler_options["local_structures"] = -(-need // int(conformers_per_structure))
+        if kept and sigma_start is None:
+            # resample on local structures that already passed validation (new prior torsions):
+            # saves the ETKDG embeddings, and a conformer dropped for its torsions (a clash) gets
+            # new torsions rather than a new, possibly worse, ring conformation
+            sampler_options["structures"] = np.stack(kept_xyz[:need])
+        else:
+            sampler_options.pop("structures", None)
         with _torch_threads(num_threads):
             out = sample(
                 base,
@@ -306,9 +314,10 @@ def generate_conformers(
                 f"expected {base.GetNumAtoms()}"
             )
         coords = np.array([c.GetPositions() for c in confs])
-        for conf, result in zip(confs, validator.validate_many(coords)):
+        for conf, xyz, result in zip(confs, coords, validator.validate_many(coords)):
             if result.ok:
                 kept.append(Chem.Conformer(conf))
+                kept_xyz.append(xyz)
             else:
                 drops[result.reason] += 1
         log.debug(

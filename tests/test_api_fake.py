@@ -61,6 +61,9 @@ def test_resampling_replaces_invalid_conformers(fake_sampler) -> None:
     seeds = [c["seed"] for c in fake_sampler.calls]
     assert seeds[0] == 42 and len(seeds) == 2 and seeds[1] not in (0, 42)
     assert fake_sampler.calls[1]["n"] == 2
+    # the second round reuses the local structures of conformers that passed (no new embedding)
+    assert "structures" not in fake_sampler.calls[0]["options"]
+    assert fake_sampler.calls[1]["options"]["structures"].shape == (2, 12, 3)
     assert out.GetIntProp("molgen_n_sampled") == 7
     assert out.GetIntProp("molgen_n_dropped") == 2
     assert json.loads(out.GetProp("molgen_drop_reasons")) == {"nonfinite": 2}

@@ -115,6 +115,7 @@ def sample_conformers(
     local_structures: int | None = None,
     ode_method: str = "euler",
     sigma_start: float | None = None,
+    structures: np.ndarray | None = None,
 ) -> Chem.Mol:
     """Sample ``n`` conformers of ``mol`` by torsional diffusion.
 
@@ -131,6 +132,11 @@ def sample_conformers(
         sigma_start: if set (radians), start the reverse process at this noise level from the ETKDG
             torsions instead of at ``sigma_max`` from uniform torsions (partial diffusion, as in SDEdit):
             the denoiser refines ETKDG conformers rather than drawing torsions from scratch.
+        structures: ``(k, n_atoms, 3)`` Å coordinates of ``mol`` (hydrogens included, its atom order)
+            whose local structure to reuse instead of embedding new ETKDG structures, e.g. conformers
+            that already passed validation. Conformer ``i`` starts from structure ``i mod k``; only
+            the local structure matters, because every torsion is redrawn from the prior (so
+            ``sigma_start`` must be None).
 
     Returns:
         A copy of ``mol`` holding ``n`` conformers (Å) with properties ``seed``, ``model``, ``sampler``,
@@ -152,12 +158,19 @@ def sample_conformers(
     if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
         mol = Chem.AddHs(mol)
     mol.RemoveAllConformers()
-    k = min(n, local_structures or num_local_structures(n))
-    try:
-        local = embed_local_structures(mol, k, rdkit_seed(seed))  # (k, n_atoms, 3)
-    except ValueError as exc:
-        raise MoleculeError(f"cannot embed {Chem.MolToSmiles(Chem.RemoveHs(mol))}: {exc}") from exc
     n_atoms = mol.GetNumAtoms()
+    if structures is not None:
+        local = np.asarray(structures, dtype=np.float64)
+        if sigma_start is not None:
+            raise ValueError("structures are reused with torsions from the prior: sigma_start must be None")
+        if local.ndim != 3 or local.shape[1:] != (n_atoms, 3) or len(local) == 0:
+            raise ValueError(f"structures must have shape (k, {n_atoms}, 3), got {local.shape}")
+    else:
+        k = min(n, local_structures or num_local_structures(n))
+        try:
+            local = embed_local_structures(mol, k, rdkit_seed(seed))  # (k, n_atoms, 3)
+        except ValueError as exc:
+            raise MoleculeError(f"cannot embed {Chem.MolToSmiles(Chem.RemoveHs(mol))}: {exc}") from exc
     start = local[np.arange(n) % len(local)]  # (n, n_atoms, 3)
     graph = featurize(mol)
     gen = torch.Generator().manual_seed(int(seed))

@@ -62,3 +62,18 @@ def test_bad_arguments(model_path):
         sample_conformers(mol, 0, model=load_model(model_path))
     with pytest.raises(ValueError):
         sample_conformers(mol, 2, model=load_model(model_path), sampler="langevin")
+    with pytest.raises(ValueError, match="structures must have shape"):
+        sample_conformers(mol, 2, model=load_model(model_path), structures=np.zeros((1, 3, 3)))
+
+
+def test_given_structures_are_reused(model_path):
+    """Resampling on given local structures: their bond lengths, new torsions, no new embedding."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)OCC"))
+    first = sample_conformers(mol, 2, model=load_model(model_path), steps=3, seed=5)
+    given = np.stack([c.GetPositions() for c in first.GetConformers()])
+    again = sample_conformers(mol, 3, model=load_model(model_path), steps=3, seed=9, structures=given)
+    for i, conf in enumerate(again.GetConformers()):  # conformer i starts from structure i mod 2
+        np.testing.assert_allclose(bond_lengths(again, conf.GetId()), bond_lengths(first, i % 2), atol=1e-3)
+    assert np.abs(again.GetConformer(0).GetPositions() - given[0]).max() > 0.1  # torsions redrawn
+    with pytest.raises(ValueError, match="sigma_start"):
+        sample_conformers(mol, 2, model=load_model(model_path), structures=given, sigma_start=0.5)
