@@ -103,10 +103,14 @@ def train_conformer_model(
     workers: int = 2,
     seeds: int = 4,
     export: Path | None = None,
-    name: str = "torsion_ccd_v1",
+    name: str | None = None,
     **train_options,
 ) -> Path:
-    """Build data if needed, train (or resume), and optionally export weights; returns the best checkpoint."""
+    """Build data if needed, train (or resume), and optionally export weights; returns the best checkpoint.
+
+    The exported model is named ``name``, by default the stem of ``export`` (``torsion_ccd_v2.pt`` ->
+    ``torsion_ccd_v2``); the name is stored in the weights and written into every conformer's ``model`` tag.
+    """
     from molgen.training.train_conformers import TrainConfig, train
 
     npz = Path(data) if data else prepare_training_data(cache, workers=workers, seeds=seeds)
@@ -116,7 +120,7 @@ def train_conformer_model(
     best = train(cfg)
     if export is not None:
         command = "molgen " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
-        export_weights(best, Path(export), name=name, command=command)
+        export_weights(best, Path(export), name=name or Path(export).stem, command=command)
         print(f"exported {export} ({platform.node()})", file=sys.stderr)
     return best
 
