@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SAMPLERS = ("ode", "sde")
 ODE_METHODS = ("euler", "heun")
+PLANAR_BOND_MODES = ("free", "snap", "fixed")
 OPTIMIZERS = ("mmff",)
 _SAMPLER_MODULE = "molgen.sampling.conformer_sampler"
 
@@ -140,6 +141,7 @@ def _check_options(
     conformers_per_structure: int | None = None,
     ode_method: str = "euler",
     sigma_start: float | None = None,
+    planar_bonds: str | None = None,
 ) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise InputError(f"n must be a positive integer (number of conformers), got {n!r}")
@@ -170,6 +172,10 @@ def _check_options(
         raise InputError(f"ode_method must be one of {', '.join(ODE_METHODS)}, got {ode_method!r}")
     if sigma_start is not None and not (sigma_start > 0):
         raise InputError(f"sigma_start must be > 0 radians or None, got {sigma_start!r}")
+    if planar_bonds is not None and planar_bonds not in PLANAR_BOND_MODES:
+        raise InputError(
+            f"planar_bonds must be one of {', '.join(PLANAR_BOND_MODES)} or None, got {planar_bonds!r}"
+        )
 
 
 def _ordered_reasons(drops: Counter[str]) -> dict[str, int]:
@@ -207,6 +213,7 @@ def generate_conformers(
     conformers_per_structure: int | None = None,
     ode_method: str = "euler",
     sigma_start: float | None = None,
+    planar_bonds: str | None = None,
 ) -> Chem.Mol:
     """Generate validated 3D conformers of a molecule.
 
@@ -242,6 +249,9 @@ def generate_conformers(
         ode_method: ``"euler"`` (DDIM-like) or ``"heun"`` integration of the ODE sampler.
         sigma_start: if set (radians), refine ETKDG torsions from this noise level instead of
             sampling them from the uniform prior (partial diffusion).
+        planar_bonds: amide, ester, thioamide, carbamate and urea C–N / C–O bonds: ``"free"``
+            (diffused like any torsion), ``"snap"`` (diffused, then set to the nearer of cis and
+            trans) or ``"fixed"`` (ETKDG's value); None for the sampler's default.
 
     Returns:
         A new Mol with explicit hydrogens holding up to ``n`` conformers. Conformer
@@ -260,13 +270,15 @@ def generate_conformers(
     """
     _check_options(
         n, sampler, steps, seed, rms, optimize, energy_window, max_attempts,
-        conformers_per_structure, ode_method, sigma_start,
+        conformers_per_structure, ode_method, sigma_start, planar_bonds,
     )
     sampler_options: dict[str, Any] = {}
     if ode_method != "euler":
         sampler_options["ode_method"] = ode_method
     if sigma_start is not None:
         sampler_options["sigma_start"] = float(sigma_start)
+    if planar_bonds is not None:
+        sampler_options["planar_bonds"] = planar_bonds
     prepared = _prepare(mol, name)
     label = prepared.GetProp("_Name")
     base = Chem.Mol(prepared)

@@ -54,6 +54,12 @@ class SamplerChoice(str, Enum):
     sde = "sde"
 
 
+class PlanarChoice(str, Enum):
+    free = "free"
+    snap = "snap"
+    fixed = "fixed"
+
+
 class OptimizeChoice(str, Enum):
     mmff = "mmff"
 
@@ -205,6 +211,15 @@ def conformers(
             show_default=False,
         ),
     ] = None,
+    planar_bonds: Annotated[
+        PlanarChoice | None,
+        typer.Option(
+            "--planar-bonds",
+            help="Amide, ester, carbamate, urea C-N/C-O bonds: diffuse freely, snap to cis/trans "
+            "afterwards, or keep ETKDG's value. Default: the model's tuned setting.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 42,
     rms: Annotated[
         float | None,
@@ -333,6 +348,7 @@ def conformers(
                         name=record.name,
                         num_threads=threads or 1,
                         conformers_per_structure=per_structure,
+                        planar_bonds=planar_bonds.value if planar_bonds is not None else None,
                     )
                     written = writer.write(mol)
                 except KeyboardInterrupt:

@@ -38,6 +38,15 @@ CONFIGS_SHARE = [
     {"sampler": "ode", "ode_method": "euler", "steps": 6, "per_structure": 2},
     {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 3},
 ]
+#: amide-like bonds diffused freely, snapped to cis/trans, or kept at ETKDG's value; with shared structures
+CONFIGS_PLANAR = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "free"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "snap"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "fixed"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2, "planar_bonds": "snap"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2, "planar_bonds": "fixed"},
+    {"sampler": "ode", "ode_method": "euler", "steps": 6, "per_structure": 2, "planar_bonds": "fixed"},
+]
 #: full reverse diffusion from uniform torsions
 CONFIGS_FROM_SCRATCH = [
     {"sampler": "ode", "ode_method": "euler", "steps": 10, "per_structure": 3},
@@ -60,7 +69,7 @@ def make_config_generator(model_path: str | None, cfg: dict[str, Any], seed: int
     return make_molgen_generator(
         model=model_path, sampler=cfg["sampler"], steps=cfg["steps"], seed=seed,
         conformers_per_structure=cfg.get("per_structure"), ode_method=cfg.get("ode_method", "euler"),
-        sigma_start=cfg.get("sigma_start"),
+        sigma_start=cfg.get("sigma_start"), planar_bonds=cfg.get("planar_bonds"),
     )
 
 
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share"), default="scratch")
+    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     sample_seed=args.sample_seed, split="val")
     gens = {"etkdg": make_etkdg_generator()}
     configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS,
-               "share": CONFIGS_SHARE}[args.configs]
+               "share": CONFIGS_SHARE, "planar": CONFIGS_PLANAR}[args.configs]
     for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)

@@ -164,3 +164,41 @@ def set_torsion_angles(
         current = dihedral_angles(out, torsions[k : k + 1])[0]
         out = apply_torsion_deltas(out, torsions[k : k + 1], masks[k : k + 1], np.array([angles[k] - current]))
     return out
+
+
+#: carbonyl / thiocarbonyl carbon singly bonded (acyclic) to N or O: amides, esters, thioamides,
+#: carbamates, ureas. Resonance gives these bonds partial double-bond character (rotation barriers of
+#: roughly 10-20 kcal/mol), so their dihedrals sit near cis (0) or trans (pi).
+PLANAR_BOND_SMARTS = "[#6X3](=[#8X1,#16X1])-!@[#7X3,#8X2]"
+
+
+def planar_bond_references(mol: Chem.Mol, torsions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rotatable torsions are amide-like (:data:`PLANAR_BOND_SMARTS`) and how to measure them.
+
+    Args:
+        mol: the molecule the torsions were found in (same atom indices).
+        torsions: ``(T, 4)`` rotatable torsions ``(a, u, v, b)`` from :func:`rotatable_torsions`.
+
+    Returns:
+        ``is_planar``: bool ``(T,)``; ``references``: int64 ``(T, 4)`` quads ``(O/S, C, X, Y)`` (``Y`` a
+        heavy neighbour of ``X`` other than ``C``) whose dihedral is 0 for the cis and pi for the trans
+        arrangement of the carbonyl and ``Y``; rows of non-planar torsions repeat the torsion itself.
+        Rotating a torsion by ``delta`` changes its reference dihedral by exactly ``delta``.
+    """
+    torsions = np.asarray(torsions, dtype=np.int64).reshape(-1, 4)
+    references = torsions.copy()
+    is_planar = np.zeros(len(torsions), dtype=bool)
+    if len(torsions) == 0:
+        return is_planar, references
+    pattern = Chem.MolFromSmarts(PLANAR_BOND_SMARTS)
+    bond_of = {frozenset((int(t[1]), int(t[2]))): k for k, t in enumerate(torsions)}
+    for c, o, x in mol.GetSubstructMatches(pattern):
+        k = bond_of.get(frozenset((c, x)))
+        if k is None or is_planar[k]:
+            continue
+        ys = sorted(a.GetIdx() for a in mol.GetAtomWithIdx(x).GetNeighbors() if a.GetAtomicNum() > 1 and a.GetIdx() != c)
+        if not ys:
+            continue
+        is_planar[k] = True
+        references[k] = (o, c, x, ys[0])
+    return is_planar, references

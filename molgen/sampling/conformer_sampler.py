@@ -24,8 +24,9 @@ from rdkit import Chem
 from molgen.chem.embedding import embed_local_structures
 from molgen.chem.featurize import MolGraph, featurize
 from molgen.diffusion.samplers import ode_sample, sde_sample
-from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas
-from molgen.diffusion.torus import TorusSchedule
+from molgen.chem.torsions import planar_bond_references
+from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas, dihedrals
+from molgen.diffusion.torus import TorusSchedule, wrap_angle
 from molgen.errors import MoleculeError
 from molgen.models.graph import collate_graphs, topological_distances
 from molgen.models.torsion_denoiser import TorsionDenoiser
@@ -33,6 +34,8 @@ from molgen.training.checkpoint import load_denoiser
 
 DEFAULT_WEIGHTS = "torsion_ccd_v1.pt"
 SAMPLERS = ("ode", "sde")
+#: how amide-like bonds (amides, esters, thioamides, carbamates, ureas) are treated, see sample_conformers
+PLANAR_BOND_MODES = ("free", "snap", "fixed")
 
 
 @dataclass
@@ -116,6 +119,7 @@ def sample_conformers(
     ode_method: str = "euler",
     sigma_start: float | None = None,
     structures: np.ndarray | None = None,
+    planar_bonds: str = "free",
 ) -> Chem.Mol:
     """Sample ``n`` conformers of ``mol`` by torsional diffusion.
 
@@ -137,6 +141,11 @@ def sample_conformers(
             that already passed validation. Conformer ``i`` starts from structure ``i mod k``; only
             the local structure matters, because every torsion is redrawn from the prior (so
             ``sigma_start`` must be None).
+        planar_bonds: the rotatable C–N / C–O bonds of amides, esters, thioamides, carbamates and
+            ureas (:data:`molgen.chem.torsions.PLANAR_BOND_SMARTS`), whose resonance keeps them near cis
+            or trans: ``"free"`` diffuses them like any torsion; ``"snap"`` diffuses them and then sets
+            each to the nearer of cis (0) and trans (pi); ``"fixed"`` keeps ETKDG's value (no noise,
+            no score).
 
     Returns:
         A copy of ``mol`` holding ``n`` conformers (Å) with properties ``seed``, ``model``, ``sampler``,
@@ -152,6 +161,8 @@ def sample_conformers(
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if planar_bonds not in PLANAR_BOND_MODES:
+        raise ValueError(f"planar_bonds must be one of {PLANAR_BOND_MODES}, got {planar_bonds!r}")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     dev = loaded.device
     mol = Chem.Mol(mol)
@@ -180,8 +191,13 @@ def sample_conformers(
         pos = torch.as_tensor(start.reshape(-1, 3), dtype=torch.float32, device=dev)
         index = _full_index(graph, n_atoms, n).to(dev)
         schedule = loaded.schedule
+        is_planar, planar_refs = planar_bond_references(mol, graph.full_torsions)
+        if planar_bonds == "free" or not is_planar.any():
+            is_planar[:] = False
+        planar = torch.as_tensor(is_planar, device=dev).repeat(n)  # (n * n_t,)
+        free = (~planar).float() if planar_bonds == "fixed" else torch.ones_like(planar, dtype=torch.float32)
         if sigma_start is None:
-            prior = schedule.sample_prior((n * n_t,), gen).to(dev)
+            prior = schedule.sample_prior((n * n_t,), gen).to(dev) * free
             pos = apply_torsion_deltas(pos, index, prior)
         else:
             schedule = TorusSchedule(schedule.sigma_min, min(float(sigma_start), schedule.sigma_max))
@@ -199,13 +215,19 @@ def sample_conformers(
             return loaded.model(batch.with_pos(state[heavy]), sigma.expand(n).to(state.dtype))
 
         def apply_fn(state: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-            return apply_torsion_deltas(state, index, delta.to(state.dtype))
+            return apply_torsion_deltas(state, index, delta.to(state.dtype) * free)  # fixed bonds never move
 
         if sampler == "sde":
             noise_gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
             pos = sde_sample(score_fn, pos, schedule, steps, apply_fn=apply_fn, generator=noise_gen)
         else:
             pos = ode_sample(score_fn, pos, schedule, steps, apply_fn=apply_fn, method=ode_method)
+        if planar_bonds == "snap" and bool(planar.any()):
+            refs = torch.as_tensor(planar_refs, device=dev)
+            quads = (refs[None] + torch.arange(n, device=dev)[:, None, None] * n_atoms).reshape(-1, 4)
+            phi = dihedrals(pos, quads)
+            target = torch.where(phi.abs() < torch.pi / 2, torch.zeros_like(phi), torch.full_like(phi, torch.pi))
+            pos = apply_torsion_deltas(pos, index, wrap_angle(target - phi) * planar)
         coords = pos.reshape(n, n_atoms, 3).cpu().double().numpy()
     else:
         coords = start

@@ -74,3 +74,24 @@ def test_torsion_setting_preserves_stereo():
     out.GetConformer().SetPositions(moved)
     Chem.AssignStereochemistryFrom3D(out)
     assert Chem.MolToSmiles(Chem.RemoveHs(out)) == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+
+
+def test_planar_bond_references_follow_the_torsion():
+    from molgen.chem.torsions import planar_bond_references
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)N(C)CCOC(=O)c1ccccc1NC(=S)NC"))
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = 7
+    rdDistGeom.EmbedMolecule(mol, params)
+    xyz = mol.GetConformer().GetPositions()
+    torsions, masks = rotatable_torsions(mol)
+    is_planar, refs = planar_bond_references(mol, torsions)
+    # amide C(=O)-N, ester C(=O)-O, thiourea C(=S)-N twice; the ester's O-CH2 and the aryl C-C(=O) are free
+    assert is_planar.sum() == 4
+    for k in np.flatnonzero(is_planar):
+        assert mol.GetAtomWithIdx(int(refs[k, 0])).GetSymbol() in ("O", "S")
+        assert {int(refs[k, 1]), int(refs[k, 2])} == {int(torsions[k, 1]), int(torsions[k, 2])}
+    deltas = np.linspace(0.3, 1.2, len(torsions))
+    moved = apply_torsion_deltas(xyz, torsions, masks, deltas)
+    change = dihedral_angles(moved, refs) - dihedral_angles(xyz, refs)
+    np.testing.assert_allclose(np.angle(np.exp(1j * change)), deltas, atol=1e-6)

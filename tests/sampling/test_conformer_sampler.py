@@ -77,3 +77,29 @@ def test_given_structures_are_reused(model_path):
     assert np.abs(again.GetConformer(0).GetPositions() - given[0]).max() > 0.1  # torsions redrawn
     with pytest.raises(ValueError, match="sigma_start"):
         sample_conformers(mol, 2, model=load_model(model_path), structures=given, sigma_start=0.5)
+
+
+@pytest.mark.parametrize("sampler", ["ode", "sde"])
+def test_planar_bond_modes(model_path, sampler):
+    """Amide / ester bonds: "snap" ends exactly cis or trans, "fixed" keeps ETKDG's dihedral."""
+    from molgen.chem.torsions import dihedral_angles, planar_bond_references, rotatable_torsions
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(C)NC(=O)c1ccccc1OC(=O)CCN(C)C(=O)OCC"))
+    torsions, _ = rotatable_torsions(mol)
+    is_planar, refs = planar_bond_references(mol, torsions)
+    assert is_planar.sum() == 4  # amide C(=O)-N, ester C(=O)-O, carbamate C(=O)-N and C(=O)-O
+    kw = {"model": load_model(model_path), "sampler": sampler, "steps": 3, "seed": 11}
+    snapped = sample_conformers(mol, 4, planar_bonds="snap", **kw)
+    xyz = np.stack([c.GetPositions() for c in snapped.GetConformers()])
+    phi = np.abs(dihedral_angles(xyz, refs[is_planar]))
+    assert np.allclose(np.minimum(phi, np.pi - phi), 0.0, atol=1e-3)
+    free = sample_conformers(mol, 4, planar_bonds="free", **kw)
+    phi_free = np.abs(dihedral_angles(np.stack([c.GetPositions() for c in free.GetConformers()]), refs[is_planar]))
+    assert np.minimum(phi_free, np.pi - phi_free).max() > 0.05  # an untrained model leaves them anywhere
+    fixed = sample_conformers(mol, 4, planar_bonds="fixed", local_structures=1, **kw)
+    xyz = np.stack([c.GetPositions() for c in fixed.GetConformers()])
+    phi = dihedral_angles(xyz, refs[is_planar])
+    assert np.allclose(phi, phi[0], atol=1e-3)  # one local structure: all conformers share ETKDG's value
+    assert not np.allclose(dihedral_angles(xyz, torsions[~is_planar]), dihedral_angles(xyz[:1], torsions[~is_planar]))
+    with pytest.raises(ValueError, match="planar_bonds"):
+        sample_conformers(mol, 2, planar_bonds="flat", **kw)
