@@ -142,6 +142,7 @@ def _check_options(
     ode_method: str = "euler",
     sigma_start: float | None = None,
     planar_bonds: str | None = None,
+    score_scale: float | None = None,
 ) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise InputError(f"n must be a positive integer (number of conformers), got {n!r}")
@@ -176,6 +177,8 @@ def _check_options(
         raise InputError(
             f"planar_bonds must be one of {', '.join(PLANAR_BOND_MODES)} or None, got {planar_bonds!r}"
         )
+    if score_scale is not None and not (score_scale > 0):
+        raise InputError(f"score_scale must be > 0 or None, got {score_scale!r}")
 
 
 def _ordered_reasons(drops: Counter[str]) -> dict[str, int]:
@@ -214,6 +217,7 @@ def generate_conformers(
     ode_method: str = "euler",
     sigma_start: float | None = None,
     planar_bonds: str | None = None,
+    score_scale: float | None = None,
 ) -> Chem.Mol:
     """Generate validated 3D conformers of a molecule.
 
@@ -252,6 +256,8 @@ def generate_conformers(
         planar_bonds: amide, ester, thioamide, carbamate and urea C–N / C–O bonds: ``"free"``
             (diffused like any torsion), ``"snap"`` (diffused, then set to the nearer of cis and
             trans) or ``"fixed"`` (ETKDG's value); None for the sampler's default.
+        score_scale: multiplies the network's torsion scores (> 1 sharpens the sampled
+            distribution towards its modes); None for the sampler's default.
 
     Returns:
         A new Mol with explicit hydrogens holding up to ``n`` conformers. Conformer
@@ -270,7 +276,7 @@ def generate_conformers(
     """
     _check_options(
         n, sampler, steps, seed, rms, optimize, energy_window, max_attempts,
-        conformers_per_structure, ode_method, sigma_start, planar_bonds,
+        conformers_per_structure, ode_method, sigma_start, planar_bonds, score_scale,
     )
     sampler_options: dict[str, Any] = {}
     if ode_method != "euler":
@@ -279,6 +285,8 @@ def generate_conformers(
         sampler_options["sigma_start"] = float(sigma_start)
     if planar_bonds is not None:
         sampler_options["planar_bonds"] = planar_bonds
+    if score_scale is not None:
+        sampler_options["score_scale"] = float(score_scale)
     prepared = _prepare(mol, name)
     label = prepared.GetProp("_Name")
     base = Chem.Mol(prepared)

@@ -47,6 +47,11 @@ CONFIGS_PLANAR = [
     {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2, "planar_bonds": "fixed"},
     {"sampler": "ode", "ode_method": "euler", "steps": 6, "per_structure": 2, "planar_bonds": "fixed"},
 ]
+#: score scale (inverse temperature) with snapped amide-like bonds
+CONFIGS_SCALE = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "snap", "score_scale": s}
+    for s in (1.0, 1.5, 2.0, 3.0)
+]
 #: full reverse diffusion from uniform torsions
 CONFIGS_FROM_SCRATCH = [
     {"sampler": "ode", "ode_method": "euler", "steps": 10, "per_structure": 3},
@@ -70,6 +75,7 @@ def make_config_generator(model_path: str | None, cfg: dict[str, Any], seed: int
         model=model_path, sampler=cfg["sampler"], steps=cfg["steps"], seed=seed,
         conformers_per_structure=cfg.get("per_structure"), ode_method=cfg.get("ode_method", "euler"),
         sigma_start=cfg.get("sigma_start"), planar_bonds=cfg.get("planar_bonds"),
+        score_scale=cfg.get("score_scale"),
     )
 
 
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar"), default="scratch")
+    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar", "scale"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     sample_seed=args.sample_seed, split="val")
     gens = {"etkdg": make_etkdg_generator()}
     configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS,
-               "share": CONFIGS_SHARE, "planar": CONFIGS_PLANAR}[args.configs]
+               "share": CONFIGS_SHARE, "planar": CONFIGS_PLANAR, "scale": CONFIGS_SCALE}[args.configs]
     for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)

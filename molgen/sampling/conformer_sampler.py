@@ -120,6 +120,7 @@ def sample_conformers(
     sigma_start: float | None = None,
     structures: np.ndarray | None = None,
     planar_bonds: str = "free",
+    score_scale: float = 1.0,
 ) -> Chem.Mol:
     """Sample ``n`` conformers of ``mol`` by torsional diffusion.
 
@@ -146,6 +147,9 @@ def sample_conformers(
             or trans: ``"free"`` diffuses them like any torsion; ``"snap"`` diffuses them and then sets
             each to the nearer of cis (0) and trans (pi); ``"fixed"`` keeps ETKDG's value (no noise,
             no score).
+        score_scale: multiplies the predicted score (an inverse temperature: values above 1 sharpen
+            the sampled torsion distribution towards its modes, compensating a network whose scores
+            are shrunk towards zero where it is unsure; 1 samples the learned distribution).
 
     Returns:
         A copy of ``mol`` holding ``n`` conformers (Å) with properties ``seed``, ``model``, ``sampler``,
@@ -161,6 +165,8 @@ def sample_conformers(
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not score_scale > 0:
+        raise ValueError(f"score_scale must be > 0, got {score_scale!r}")
     if planar_bonds not in PLANAR_BOND_MODES:
         raise ValueError(f"planar_bonds must be one of {PLANAR_BOND_MODES}, got {planar_bonds!r}")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
@@ -212,7 +218,8 @@ def sample_conformers(
         heavy = (torch.as_tensor(graph.heavy_atoms)[None, :] + torch.arange(n)[:, None] * n_atoms).reshape(-1).to(dev)
 
         def score_fn(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return loaded.model(batch.with_pos(state[heavy]), sigma.expand(n).to(state.dtype))
+            score = loaded.model(batch.with_pos(state[heavy]), sigma.expand(n).to(state.dtype))
+            return score * score_scale if score_scale != 1.0 else score
 
         def apply_fn(state: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
             return apply_torsion_deltas(state, index, delta.to(state.dtype) * free)  # fixed bonds never move

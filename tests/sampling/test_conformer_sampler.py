@@ -103,3 +103,15 @@ def test_planar_bond_modes(model_path, sampler):
     assert not np.allclose(dihedral_angles(xyz, torsions[~is_planar]), dihedral_angles(xyz[:1], torsions[~is_planar]))
     with pytest.raises(ValueError, match="planar_bonds"):
         sample_conformers(mol, 2, planar_bonds="flat", **kw)
+
+
+def test_score_scale(model_path):
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCCCOc1ccccc1CCN"))
+    kw = {"model": load_model(model_path), "steps": 3, "seed": 4}
+    plain = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, **kw).GetConformers()])
+    same = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=1.0, **kw).GetConformers()])
+    sharp = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=2.0, **kw).GetConformers()])
+    np.testing.assert_allclose(plain, same)
+    assert np.abs(sharp - plain).max() > 1e-3  # same prior, scores doubled: another end point
+    with pytest.raises(ValueError, match="score_scale"):
+        sample_conformers(mol, 2, score_scale=0.0, **kw)
