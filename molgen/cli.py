@@ -220,6 +220,15 @@ def conformers(
             show_default=False,
         ),
     ] = None,
+    score_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--score-scale",
+            help="Multiply the network's torsion scores (> 1 sharpens towards the modes). "
+            "Default: the model's tuned setting.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 42,
     rms: Annotated[
         float | None,
@@ -294,6 +303,9 @@ def conformers(
     from molgen.errors import InputError
 
     _configure_logging(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    if score_scale is not None and not score_scale > 0:
+        _error(f"--score-scale must be > 0, got {score_scale}")
+        raise typer.Exit(EXIT_USAGE)
     try:
         from rdkit import rdBase
 
@@ -349,6 +361,7 @@ def conformers(
                         num_threads=threads or 1,
                         conformers_per_structure=per_structure,
                         planar_bonds=planar_bonds.value if planar_bonds is not None else None,
+                        score_scale=score_scale,
                     )
                     written = writer.write(mol)
                 except KeyboardInterrupt:

@@ -187,7 +187,8 @@ def test_missing_csv_column(fake_sampler, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [["-n", "0"], ["--sampler", "euler"], ["--optimize", "uff"], ["--rms", "-1"], ["--steps", "0"]],
+    [["-n", "0"], ["--sampler", "euler"], ["--optimize", "uff"], ["--rms", "-1"], ["--steps", "0"],
+     ["--score-scale", "0"], ["--planar-bonds", "flat"], ["--per-structure", "0"]],
 )
 def test_bad_option_values(fake_sampler, tmp_path: Path, bad: list[str]) -> None:
     result = _run("conformers", "CCO", "-o", tmp_path / "out.sdf", *bad)

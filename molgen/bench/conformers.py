@@ -793,6 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="molgen checkpoint (default: shipped model)")
     p.add_argument("--sampler", choices=("ode", "sde"), default="ode")
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--score-scale", type=float, default=None,
+                   help="molgen's score multiplier (default: molgen's)")  # fmt: skip
     p.add_argument("--planar-bonds", choices=("free", "snap", "fixed"), default=None,
                    help="molgen's treatment of amide-like bonds (default: molgen's)")  # fmt: skip
     p.add_argument("--per-structure", type=int, default=None,
@@ -874,6 +876,7 @@ def main(
                 model=args.model, sampler=args.sampler, steps=args.steps, seed=args.seed,
                 device=args.device, threads=args.threads,
                 conformers_per_structure=args.per_structure, planar_bonds=args.planar_bonds,
+                score_scale=args.score_scale,
             )  # fmt: skip
         else:
             gens[method] = make_etkdg_generator(seed=args.seed, threads=args.threads)
