@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,18 @@ CONFIGS_PLANAR = [
 CONFIGS_SCALE = [
     {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "snap", "score_scale": s}
     for s in (1.0, 1.5, 2.0, 3.0)
+]
+#: final choice for a new model at N = 10: amide-like bonds, score scale, shared structures
+CONFIGS_FINAL = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "free", "score_scale": 1.0},
+    *({"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "snap", "score_scale": s}
+      for s in (1.0, 2.0, 3.0, 4.0)),
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2, "planar_bonds": "snap", "score_scale": 3.0},
+]
+#: the same question at N = 50 (diversity against sharpness)
+CONFIGS_N50 = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "snap", "score_scale": s}
+    for s in (1.0, 2.0, 3.0)
 ]
 #: full reverse diffusion from uniform torsions
 CONFIGS_FROM_SCRATCH = [
@@ -95,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar", "scale"), default="scratch")
+    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar", "scale", "final", "n50"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -103,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
                                     sample_seed=args.sample_seed, split="val")
     gens = {"etkdg": make_etkdg_generator()}
     configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS,
-               "share": CONFIGS_SHARE, "planar": CONFIGS_PLANAR, "scale": CONFIGS_SCALE}[args.configs]
+               "share": CONFIGS_SHARE, "planar": CONFIGS_PLANAR, "scale": CONFIGS_SCALE,
+               "final": CONFIGS_FINAL, "n50": CONFIGS_N50}[args.configs]
     for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)
@@ -121,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     report = {"split": "val", "n": args.n, "selection": stats, "results": results, "configs": configs}
     (out / "tune.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "tune.md").write_text(f"Validation split, {len(refs)} molecules, N = {args.n}, 1 thread, {time.strftime('%Y-%m-%d')}\n\n"
+    (out / "tune.md").write_text(f"`python -m molgen.bench.tune_sampler {' '.join(argv if argv is not None else sys.argv[1:])}` · "
+                                 f"validation split, {len(refs)} molecules, N = {args.n}, 1 thread, "
+                                 f"model `{args.model or 'default'}`, {time.strftime('%Y-%m-%d')}\n\n"
                                  + "\n".join(lines) + "\n")
     return report
 
