@@ -415,7 +415,7 @@ def conformers(
 def train_conformers(
     out: Annotated[
         Path, typer.Option("--out", help="Run folder: checkpoints, loss log, summary (resumes from last.pt).")
-    ] = Path.home() / ".cache" / "molgen" / "runs" / "torsion_ccd_v1",
+    ] = Path.home() / ".cache" / "molgen" / "runs" / "torsion_ccd",
     cache: Annotated[
         Path | None,
         typer.Option("--cache", help="Dataset cache (default $MOLGEN_CACHE or ~/.cache/molgen).", show_default=False),

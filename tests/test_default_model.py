@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from rdkit import Chem
 
 import molgen
 from molgen.chem.io import read_conformers_sdf
-from molgen.sampling.conformer_sampler import default_model_path
+from molgen.sampling.conformer_sampler import DEFAULT_WEIGHTS, default_model_path
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +39,7 @@ def test_generate_conformers_with_default_model_keeps_stereo():
         copy = Chem.Mol(mol, confId=conf.GetId())
         Chem.AssignStereochemistryFrom3D(copy, confId=conf.GetId())
         assert Chem.MolToSmiles(Chem.RemoveHs(copy)) == ref
-        assert conf.GetProp("model") == "torsion_ccd_v1"
+        assert conf.GetProp("model") == Path(DEFAULT_WEIGHTS).stem
 
 
 def test_same_seed_same_conformers():

@@ -60,6 +60,10 @@ CONFIGS_FINAL = [
       for s in (1.0, 2.0, 3.0, 4.0)),
     {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2, "planar_bonds": "snap", "score_scale": 3.0},
 ]
+#: two conformers per ETKDG structure (speed) at the best score scale of CONFIGS_FINAL
+CONFIGS_SHARED_SCALE = [
+    {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 2, "planar_bonds": "snap", "score_scale": 2.0},
+]
 #: the same question at N = 50 (diversity against sharpness)
 CONFIGS_N50 = [
     {"sampler": "ode", "ode_method": "euler", "steps": 8, "per_structure": 1, "planar_bonds": "snap", "score_scale": s}
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-molecules", type=int, default=80)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar", "scale", "final", "n50"), default="scratch")
+    p.add_argument("--configs", choices=("scratch", "partial", "steps", "share", "planar", "scale", "final", "shared2", "n50"), default="scratch")
     p.add_argument("--out", default="tune_results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     gens = {"etkdg": make_etkdg_generator()}
     configs = {"scratch": CONFIGS_FROM_SCRATCH, "partial": CONFIGS_PARTIAL, "steps": CONFIGS_STEPS,
                "share": CONFIGS_SHARE, "planar": CONFIGS_PLANAR, "scale": CONFIGS_SCALE,
-               "final": CONFIGS_FINAL, "n50": CONFIGS_N50}[args.configs]
+               "final": CONFIGS_FINAL, "shared2": CONFIGS_SHARED_SCALE, "n50": CONFIGS_N50}[args.configs]
     for k, cfg in enumerate(configs):
         gens[f"molgen[{k}] " + ",".join(f"{a}={b}" for a, b in cfg.items())] = make_config_generator(args.model, cfg)
     warm_up(gens)

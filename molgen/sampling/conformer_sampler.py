@@ -32,10 +32,14 @@ from molgen.models.graph import collate_graphs, topological_distances
 from molgen.models.torsion_denoiser import TorsionDenoiser
 from molgen.training.checkpoint import load_denoiser
 
-DEFAULT_WEIGHTS = "torsion_ccd_v1.pt"
+DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
 SAMPLERS = ("ode", "sde")
 #: how amide-like bonds (amides, esters, thioamides, carbamates, ureas) are treated, see sample_conformers
 PLANAR_BOND_MODES = ("free", "snap", "fixed")
+#: defaults chosen on the CCD validation split with the default weights
+#: (``python -m molgen.bench.tune_sampler --configs final|shared2|n50``, tables in ``benchmarks/``)
+DEFAULT_PLANAR_BONDS = "snap"
+DEFAULT_SCORE_SCALE = 2.0
 
 
 @dataclass
@@ -79,7 +83,7 @@ def rdkit_seed(seed: int) -> int:
 
 
 #: conformers sharing one ETKDG local structure by default (chosen on the validation split)
-CONFORMERS_PER_STRUCTURE = 1
+CONFORMERS_PER_STRUCTURE = 2
 
 
 def num_local_structures(n: int, per_structure: int = CONFORMERS_PER_STRUCTURE) -> int:
@@ -119,8 +123,8 @@ def sample_conformers(
     ode_method: str = "euler",
     sigma_start: float | None = None,
     structures: np.ndarray | None = None,
-    planar_bonds: str = "free",
-    score_scale: float = 1.0,
+    planar_bonds: str = DEFAULT_PLANAR_BONDS,
+    score_scale: float = DEFAULT_SCORE_SCALE,
 ) -> Chem.Mol:
     """Sample ``n`` conformers of ``mol`` by torsional diffusion.
 

@@ -108,10 +108,13 @@ def test_planar_bond_modes(model_path, sampler):
 def test_score_scale(model_path):
     mol = Chem.AddHs(Chem.MolFromSmiles("CCCCOc1ccccc1CCN"))
     kw = {"model": load_model(model_path), "steps": 3, "seed": 4}
-    plain = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, **kw).GetConformers()])
-    same = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=1.0, **kw).GetConformers()])
-    sharp = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=2.0, **kw).GetConformers()])
-    np.testing.assert_allclose(plain, same)
-    assert np.abs(sharp - plain).max() > 1e-3  # same prior, scores doubled: another end point
+    from molgen.sampling.conformer_sampler import DEFAULT_SCORE_SCALE
+
+    default = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, **kw).GetConformers()])
+    same = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=DEFAULT_SCORE_SCALE, **kw).GetConformers()])
+    plain = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=1.0, **kw).GetConformers()])
+    sharp = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=2.5, **kw).GetConformers()])
+    np.testing.assert_allclose(default, same)
+    assert np.abs(sharp - plain).max() > 1e-3  # same prior, scores scaled: another end point
     with pytest.raises(ValueError, match="score_scale"):
         sample_conformers(mol, 2, score_scale=0.0, **kw)
