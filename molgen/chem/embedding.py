@@ -21,10 +21,16 @@ def embed_local_structures(mol_h: Chem.Mol, num: int, seed: int, timeout_s: int 
     params.randomSeed = int(seed)
     params.numThreads = 1
     params.timeout = timeout_s
-    ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
-    if not ids:
+    ids = _embedded_ids(mol_h, rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
+    if not ids:  # nothing embedded, or RDKit's timeout struck (it then returns [-1])
         params.useRandomCoords = True
-        ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
+        ids = _embedded_ids(mol_h, rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
     if not ids:
-        raise ValueError("ETKDG could not embed the molecule")
+        raise ValueError(f"ETKDG could not embed the molecule (within {timeout_s} s per attempt)")
     return np.stack([mol_h.GetConformer(i).GetPositions() for i in ids])
+
+
+def _embedded_ids(mol_h: Chem.Mol, ids) -> list[int]:
+    """The ids returned by ``EmbedMultipleConfs`` that name conformers present on ``mol_h`` (drops -1)."""
+    present = {c.GetId() for c in mol_h.GetConformers()}
+    return [int(i) for i in ids if int(i) in present]
