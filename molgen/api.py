@@ -30,6 +30,7 @@ from molgen.chem.postprocess import (
     prune_by_rms,
     select_conformers,
 )
+from molgen.chem.torsions import PLANAR_BOND_MODES
 from molgen.chem.validate import REASONS, ConformerValidator
 from molgen.errors import InputError, MoleculeError
 
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 SAMPLERS = ("ode", "sde")
 ODE_METHODS = ("euler", "heun")
-PLANAR_BOND_MODES = ("free", "snap", "fixed")
 OPTIMIZERS = ("mmff",)
 _SAMPLER_MODULE = "molgen.sampling.conformer_sampler"
 

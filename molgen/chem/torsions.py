@@ -170,6 +170,8 @@ def set_torsion_angles(
 #: carbamates, ureas. Resonance gives these bonds partial double-bond character (rotation barriers of
 #: roughly 10-20 kcal/mol), so their dihedrals sit near cis (0) or trans (pi).
 PLANAR_BOND_SMARTS = "[#6X3](=[#8X1,#16X1])-!@[#7X3,#8X2]"
+#: how the sampler may treat them: diffused freely, snapped to cis/trans afterwards, or kept as embedded
+PLANAR_BOND_MODES = ("free", "snap", "fixed")
 
 
 def planar_bond_references(mol: Chem.Mol, torsions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

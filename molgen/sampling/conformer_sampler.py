@@ -1,7 +1,8 @@
 """Torsional-diffusion conformer sampling for one molecule: RDKit local structure + denoiser + sampler.
 
 1. Local structure: ``k`` ETKDGv3 embeddings of the molecule (with hydrogens) give bond lengths, angles
-   and ring conformations; conformer ``i`` starts from structure ``i mod k`` (default ``k = n``).
+   and ring conformations; conformer ``i`` starts from structure ``i mod k`` (default ``k = ceil(n / 2)``,
+   :func:`num_local_structures`).
 2. Prior: every rotatable torsion of every conformer is set to a uniform random angle.
 3. Reverse diffusion on the torus (:func:`molgen.diffusion.samplers.ode_sample` or ``sde_sample``): the
    denoiser reads the heavy atoms, its torsion scores move all atoms (hydrogens included) through exact
@@ -23,8 +24,8 @@ from rdkit import Chem
 
 from molgen.chem.embedding import embed_local_structures
 from molgen.chem.featurize import MolGraph, featurize
+from molgen.chem.torsions import PLANAR_BOND_MODES, planar_bond_references
 from molgen.diffusion.samplers import ode_sample, sde_sample
-from molgen.chem.torsions import planar_bond_references
 from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas, dihedrals
 from molgen.diffusion.torus import TorusSchedule, wrap_angle
 from molgen.errors import MoleculeError
@@ -34,12 +35,11 @@ from molgen.training.checkpoint import load_denoiser
 
 DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
 SAMPLERS = ("ode", "sde")
-#: how amide-like bonds (amides, esters, thioamides, carbamates, ureas) are treated, see sample_conformers
-PLANAR_BOND_MODES = ("free", "snap", "fixed")
 #: defaults chosen on the CCD validation split with the default weights
 #: (``python -m molgen.bench.tune_sampler --configs final|shared2|n50``, tables in ``benchmarks/``)
 DEFAULT_PLANAR_BONDS = "snap"
 DEFAULT_SCORE_SCALE = 2.0
+CONFORMERS_PER_STRUCTURE = 2  # conformers sharing one ETKDG local structure
 
 
 @dataclass
@@ -80,10 +80,6 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> LoadedMod
 def rdkit_seed(seed: int) -> int:
     """A nonzero RDKit seed derived from ``seed`` (RDKit's seed 0 yields identical conformers)."""
     return (int(seed) * 7919 + 1) % 2_147_483_647 or 1
-
-
-#: conformers sharing one ETKDG local structure by default (chosen on the validation split)
-CONFORMERS_PER_STRUCTURE = 2
 
 
 def num_local_structures(n: int, per_structure: int = CONFORMERS_PER_STRUCTURE) -> int:
