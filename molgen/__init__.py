@@ -8,11 +8,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "generate_conformers", "load_model"]
+__all__ = ["SamplingOptions", "__version__", "generate_conformers", "generate_conformers_many", "load_model"]
 
 
 def __getattr__(name: str):  # PEP 562 lazy public API
-    if name in ("generate_conformers", "load_model"):
+    if name in ("SamplingOptions", "generate_conformers", "generate_conformers_many", "load_model"):
         from molgen import api
 
         return getattr(api, name)

@@ -62,8 +62,8 @@ def test_resampling_replaces_invalid_conformers(fake_sampler) -> None:
     assert seeds[0] == 42 and len(seeds) == 2 and seeds[1] not in (0, 42)
     assert fake_sampler.calls[1]["n"] == 2
     # the second round reuses the local structures of conformers that passed (no new embedding)
-    assert "structures" not in fake_sampler.calls[0]["options"]
-    assert fake_sampler.calls[1]["options"]["structures"].shape == (2, 12, 3)
+    assert fake_sampler.calls[0]["structures"] is None
+    assert fake_sampler.calls[1]["structures"].shape == (2, 12, 3)
     assert out.GetIntProp("molgen_n_sampled") == 7
     assert out.GetIntProp("molgen_n_dropped") == 2
     assert json.loads(out.GetProp("molgen_drop_reasons")) == {"nonfinite": 2}
@@ -84,11 +84,13 @@ def test_sampler_options_reach_the_sampler(fake_sampler) -> None:
     molgen.generate_conformers("CCCO", n=10, conformers_per_structure=4, ode_method="heun", sigma_start=0.5)
     first, second = fake_sampler.calls
     # ceil(10 / 4) structures for 10 conformers, then ceil(3 / 4) for the 3 resampled ones
-    assert first["options"] == {"local_structures": 3, "ode_method": "heun", "sigma_start": 0.5}
-    assert second["options"]["local_structures"] == 1
+    assert first["local_structures"] == 3 and second["local_structures"] == 1
+    assert first["options"].ode_method == "heun" and first["options"].sigma_start == 0.5
+    # with sigma_start set, resampling embeds anew instead of reusing passed structures
+    assert second["structures"] is None
     fake_sampler.calls.clear()
     molgen.generate_conformers("CCO", n=2)
-    assert fake_sampler.calls[0]["options"] == {}  # defaults are the sampler's own
+    assert fake_sampler.calls[0]["options"] == molgen.SamplingOptions(n=2)  # the defaults
     with pytest.raises(InputError, match="conformers_per_structure"):
         molgen.generate_conformers("CCO", conformers_per_structure=0)
     with pytest.raises(InputError, match="ode_method"):
@@ -133,7 +135,7 @@ def test_mmff_window_and_rms(fake_sampler) -> None:
 def test_model_is_loaded_once_per_path(fake_sampler) -> None:
     molgen.generate_conformers("CCO", n=1)
     molgen.generate_conformers("CCN", n=1)
-    assert fake_sampler.loads == [None]
+    assert len(fake_sampler.loads) == 1
     assert api.load_model(None) is api.load_model()
     with pytest.raises(InputError, match="cannot load model .*file not found"):
         api.load_model("/nonexistent/model.pt")

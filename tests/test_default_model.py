@@ -12,7 +12,7 @@ from rdkit import Chem
 
 import molgen
 from molgen.chem.io import read_conformers_sdf
-from molgen.sampling.conformer_sampler import DEFAULT_WEIGHTS, default_model_path
+from molgen.models.registry import DEFAULT_WEIGHTS, default_model_path
 
 
 @pytest.fixture(autouse=True)

@@ -36,9 +36,7 @@ def _items():
         params.randomSeed = 11 + k
         rdDistGeom.EmbedMolecule(mol, params)
         g = featurize(mol)
-        items.append({"node_features": g.node_features, "bond_index": g.bond_index, "bond_features": g.bond_features,
-                      "torsions": g.torsions, "torsion_masks": g.torsion_masks,
-                      "pos": mol.GetConformer().GetPositions()[g.heavy_atoms]})
+        items.append(g.item(mol.GetConformer().GetPositions()[g.heavy_atoms]))
     return items
 
 

@@ -22,8 +22,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from molgen.diffusion.torsion_ops import apply_torsion_deltas
     from molgen.diffusion.torus import sample_wrapped_normal, wrapped_normal_score, wrapped_normal_score_norm
     from molgen.models.graph import collate_graphs
-    from molgen.sampling.conformer_sampler import default_model_path
-    from molgen.training.checkpoint import load_denoiser
+    from molgen.models.registry import default_model_path, load_checkpoint_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None)
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4, 0.8, 1.5])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, _, _ = load_denoiser(args.model or default_model_path())
+    model = load_checkpoint_model(args.model or default_model_path()).module
     data = Path(args.data) if args.data else dataset_dir() / "ccd_train.npz"
     ds = TorsionConformerDataset(data, "val", args.molecules)
     batch = collate_graphs([ds[i] for i in range(len(ds))])

@@ -92,6 +92,25 @@ class MolGraph:
     def num_nodes(self) -> int:
         return len(self.heavy_atoms)
 
+    def item(self, pos: np.ndarray, topo: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The per-molecule arrays that :func:`molgen.models.graph.collate_graphs` takes.
+
+        Args:
+            pos: ``(N, 3)`` heavy-atom positions (Å).
+            topo: ``(N, N)`` topological distances, computed by the collate step when None.
+        """
+        item = {
+            "node_features": self.node_features,
+            "bond_index": self.bond_index,
+            "bond_features": self.bond_features,
+            "torsions": self.torsions,
+            "torsion_masks": self.torsion_masks,
+            "pos": pos,
+        }
+        if topo is not None:
+            item["topo"] = topo
+        return item
+
 
 def featurize(mol: Chem.Mol) -> MolGraph:
     """Build the heavy-atom :class:`MolGraph` of ``mol`` (with or without explicit hydrogens)."""

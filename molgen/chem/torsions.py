@@ -204,3 +204,24 @@ def planar_bond_references(mol: Chem.Mol, torsions: np.ndarray) -> tuple[np.ndar
         is_planar[k] = True
         references[k] = (o, c, x, ys[0])
     return is_planar, references
+
+
+def has_flexible_rings(mol: Chem.Mol, min_ring_size: int = 5) -> bool:
+    """Whether a ring of ``mol`` can take more than one conformation.
+
+    A ring is counted as flexible when it has ``min_ring_size`` or more atoms and at least one of them is
+    a non-aromatic sp3 atom (cyclohexane chairs and boats, envelope and twist forms of five-membered
+    rings, macrocycles). Aromatic rings, rings of sp2 atoms and three- or four-membered rings have
+    essentially one conformation, so one ETKDG local structure serves all conformers of a molecule
+    without flexible rings.
+    """
+    ring_info = mol.GetRingInfo()
+    sp3 = Chem.HybridizationType.SP3
+    for ring in ring_info.AtomRings():
+        if len(ring) < min_ring_size:
+            continue
+        for idx in ring:
+            atom = mol.GetAtomWithIdx(idx)
+            if not atom.GetIsAromatic() and atom.GetHybridization() == sp3:
+                return True
+    return False

@@ -70,6 +70,7 @@ def sde_sample(
     *,
     apply_fn: ApplyFn[State] = apply_torus,  # type: ignore[assignment]
     generator: torch.Generator | None = None,
+    noise_fn: Callable[[Tensor], Tensor] | None = None,
     noise_scale: float = 1.0,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
@@ -91,6 +92,9 @@ def sde_sample(
         steps: number of reverse steps (``>= 1``).
         apply_fn: applies an increment; default wraps ``theta + delta`` into ``[-pi, pi)``.
         generator: torch generator for the noise (on the score's device).
+        noise_fn: ``noise_fn(score) -> z``, standard normal noise of the score's shape, dtype and device;
+            replaces ``generator`` (e.g. to draw each molecule's noise from its own generator, so that a
+            molecule's samples do not depend on the others in its batch).
         noise_scale: multiplies the injected noise (1 = the exact reverse SDE; < 1 tempers sampling).
         dtype, device: of the 0-d ``sigma`` handed to ``score_fn``; default from ``state`` if it is a
             tensor, else the torch defaults.
@@ -106,7 +110,10 @@ def sde_sample(
     for sigma_i, sigma_next in zip(levels[:-1], levels[1:]):
         score = score_fn(state, torch.tensor(sigma_i, dtype=sdtype, device=sdevice))  # s_theta(x_i, sigma_i)
         dvar = sigma_i**2 - sigma_next**2  # sigma_i^2 - sigma_{i+1}^2 = g^2 dt  (> 0)
-        z = torch.randn(score.shape, generator=generator, dtype=score.dtype, device=score.device)
+        if noise_fn is not None:
+            z = noise_fn(score)
+        else:
+            z = torch.randn(score.shape, generator=generator, dtype=score.dtype, device=score.device)
         delta = dvar * score + (noise_scale * math.sqrt(dvar)) * z
         state = apply_fn(state, delta)
     return state

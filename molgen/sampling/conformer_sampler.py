@@ -1,21 +1,27 @@
-"""Torsional-diffusion conformer sampling for one molecule: RDKit local structure + denoiser + sampler.
+"""Torsional-diffusion conformer sampling, many molecules per denoiser call.
 
-1. Local structure: ``k`` ETKDGv3 embeddings of the molecule (with hydrogens) give bond lengths, angles
-   and ring conformations; conformer ``i`` starts from structure ``i mod k`` (default ``k = ceil(n / 2)``,
-   :func:`num_local_structures`).
-2. Prior: every rotatable torsion of every conformer is set to a uniform random angle.
-3. Reverse diffusion on the torus (:func:`molgen.diffusion.samplers.ode_sample` or ``sde_sample``): the
-   denoiser reads the heavy atoms, its torsion scores move all atoms (hydrogens included) through exact
-   rotations about the rotatable bonds, so bond lengths, angles and stereochemistry never change.
+For each :class:`SampleRequest` (a molecule, a number of conformers, a seed):
 
-Validation, resampling and export are the job of :mod:`molgen.api`.
+1. Local structure: ETKDGv3 embeddings give bond lengths, angles and ring conformations; conformer ``i``
+   starts from structure ``i mod k``, with ``k`` from :meth:`SamplingOptions.num_structures` (one for a
+   molecule without flexible rings), or the structures the request brings (resampling rounds reuse
+   conformers that passed validation).
+2. Prior: every rotatable torsion of every conformer is set to a uniform random angle drawn from the
+   request's own generator, so a molecule's conformers do not depend on which other molecules share
+   its batch.
+3. Reverse diffusion on the torus (:func:`molgen.diffusion.samplers.ode_sample` or ``sde_sample``):
+   requests are packed into denoiser batches of at most ``batch_atoms`` heavy atoms (conformers × heavy
+   atoms; a request larger than the budget gets a batch of its own); the denoiser reads the heavy atoms,
+   its scores move all atoms through exact rotations about the rotatable bonds, so bond lengths, angles
+   and stereochemistry never change.
+
+Validation, resampling and post-processing are the job of :mod:`molgen.sampling.pipeline`.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,57 +30,19 @@ from rdkit import Chem
 
 from molgen.chem.embedding import embed_local_structures
 from molgen.chem.featurize import MolGraph, featurize
-from molgen.chem.torsions import PLANAR_BOND_MODES, planar_bond_references
+from molgen.chem.torsions import has_flexible_rings, planar_bond_references
 from molgen.diffusion.samplers import ode_sample, sde_sample
 from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas, dihedrals
 from molgen.diffusion.torus import TorusSchedule, wrap_angle
 from molgen.errors import MoleculeError
 from molgen.models.graph import collate_graphs, topological_distances
-from molgen.models.torsion_denoiser import TorsionDenoiser
-from molgen.training.checkpoint import load_denoiser
+from molgen.models.registry import LoadedModel, load_model
+from molgen.sampling.options import SamplingOptions
 
-DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
-SAMPLERS = ("ode", "sde")
-#: defaults chosen on the CCD validation split with the default weights
-#: (``python -m molgen.bench.tune_sampler --configs final|shared2|n50``, tables in ``benchmarks/``)
-DEFAULT_PLANAR_BONDS = "snap"
-DEFAULT_SCORE_SCALE = 2.0
-CONFORMERS_PER_STRUCTURE = 2  # conformers sharing one ETKDG local structure
+__all__ = ["DEFAULT_BATCH_ATOMS", "SampleRequest", "TorsionSystem", "rdkit_seed", "sample_conformers", "sample_requests"]
 
-
-@dataclass
-class LoadedModel:
-    """A denoiser ready for sampling, with its schedule and provenance."""
-
-    model: TorsionDenoiser
-    schedule: TorusSchedule
-    name: str
-    meta: dict
-    device: torch.device
-
-
-def default_model_path() -> Path:
-    """The shipped default weights (``molgen/weights/``), or ``$MOLGEN_MODEL`` when set."""
-    env = os.environ.get("MOLGEN_MODEL")
-    if env:
-        return Path(env)
-    return Path(str(resources.files("molgen.weights").joinpath(DEFAULT_WEIGHTS)))
-
-
-_CACHE: dict[tuple[str, str], LoadedModel] = {}
-
-
-def load_model(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:
-    """Load a torsion-denoiser checkpoint (the shipped default when ``path`` is None); cached per path."""
-    p = Path(path) if path is not None else default_model_path()
-    key = (str(p.resolve()) if p.exists() else str(p), str(device))
-    if key not in _CACHE:
-        if not p.exists():
-            raise FileNotFoundError(f"model file not found: {p}")
-        model, schedule, meta = load_denoiser(p, device)
-        name = meta.get("extra", {}).get("name") or p.stem
-        _CACHE[key] = LoadedModel(model, schedule, name, meta, torch.device(device))
-    return _CACHE[key]
+#: heavy atoms (conformers × heavy atoms per conformer) of one denoiser call on the CPU
+DEFAULT_BATCH_ATOMS = 4096
 
 
 def rdkit_seed(seed: int) -> int:
@@ -82,169 +50,255 @@ def rdkit_seed(seed: int) -> int:
     return (int(seed) * 7919 + 1) % 2_147_483_647 or 1
 
 
-def num_local_structures(n: int, per_structure: int = CONFORMERS_PER_STRUCTURE) -> int:
-    """Number of ETKDG local structures for ``n`` conformers: ``ceil(n / per_structure)``.
+@dataclass
+class TorsionSystem:
+    """What sampling needs of one molecule, computed once (featurization, topology, planar bonds).
 
-    The default ``per_structure`` was chosen on the CCD validation split
-    (``python -m molgen.bench.tune_sampler``, tables in ``benchmarks/tune_sampler_*.md``).
+    Attributes:
+        mol: the molecule with explicit hydrogens, no conformers.
+        graph: heavy-atom graph and rotatable torsions.
+        topo: ``(N, N)`` topological distances between heavy atoms.
+        is_planar: ``(T,)`` amide-like torsions; planar_refs: ``(T, 4)`` their reference dihedrals.
+        flexible_rings: whether ring conformations vary (:func:`molgen.chem.torsions.has_flexible_rings`).
     """
-    return max(1, -(-n // max(1, per_structure)))
+
+    mol: Chem.Mol
+    graph: MolGraph
+    topo: np.ndarray
+    is_planar: np.ndarray
+    planar_refs: np.ndarray
+    flexible_rings: bool
+
+    @staticmethod
+    def build(mol: Chem.Mol) -> "TorsionSystem":
+        mol = Chem.Mol(mol)
+        if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
+            mol = Chem.AddHs(mol)
+        mol.RemoveAllConformers()
+        graph = featurize(mol)
+        is_planar, refs = planar_bond_references(mol, graph.full_torsions)
+        return TorsionSystem(
+            mol, graph, topological_distances(graph.num_nodes, graph.bond_index), is_planar, refs,
+            has_flexible_rings(mol),
+        )
+
+    @property
+    def num_atoms(self) -> int:
+        return self.mol.GetNumAtoms()
 
 
-def _full_index(graph: MolGraph, n_atoms: int, copies: int) -> TorsionIndex:
-    """Torsion index acting on all atoms (hydrogens included) of ``copies`` stacked conformers."""
-    tors = torch.as_tensor(graph.full_torsions, dtype=torch.long)
-    n_t = len(tors)
-    offsets = torch.arange(copies).repeat_interleave(n_t) * n_atoms
-    axis = tors[:, 1:3].repeat(copies, 1) + offsets[:, None]
-    rank = torch.arange(n_t).repeat(copies)
-    tt, aa = np.nonzero(graph.full_torsion_masks)
-    tt, aa = torch.as_tensor(tt), torch.as_tensor(aa)
-    pair_t = torch.cat([tt + c * n_t for c in range(copies)])
-    pair_a = torch.cat([aa + c * n_atoms for c in range(copies)])
-    return TorsionIndex.build(axis, rank, pair_t, pair_a)
+@dataclass
+class SampleRequest:
+    """``n`` conformers of one molecule.
+
+    Attributes:
+        system: the molecule's :class:`TorsionSystem`.
+        n: number of conformers.
+        seed: seed of its ETKDG structures, prior torsions and SDE noise.
+        structures: optional ``(k, n_atoms, 3)`` Å coordinates whose local structure to reuse instead of
+            embedding (torsions are redrawn from the prior, so this needs ``sigma_start`` None).
+    """
+
+    system: TorsionSystem
+    n: int
+    seed: int
+    structures: np.ndarray | None = None
+    # filled while sampling
+    start: np.ndarray | None = field(default=None, repr=False)
+    prior: torch.Tensor | None = field(default=None, repr=False)
+
+
+def _local_structures(req: SampleRequest, options: SamplingOptions) -> np.ndarray:
+    sys_ = req.system
+    if req.structures is not None:
+        local = np.asarray(req.structures, dtype=np.float64)
+        if options.sigma_start is not None:
+            raise ValueError("structures are reused with torsions from the prior: sigma_start must be None")
+        if local.ndim != 3 or local.shape[1:] != (sys_.num_atoms, 3) or len(local) == 0:
+            raise ValueError(f"structures must have shape (k, {sys_.num_atoms}, 3), got {local.shape}")
+        return local
+    k = min(req.n, options.num_structures(req.n, sys_.flexible_rings))
+    try:
+        return embed_local_structures(sys_.mol, k, rdkit_seed(req.seed))
+    except ValueError as exc:
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(sys_.mol))
+        raise MoleculeError(f"cannot embed {smiles}: {exc}") from exc
+
+
+def _planar_mask(system: TorsionSystem, mode: str) -> np.ndarray:
+    """``(T,)`` bool: the torsions that ``planar_bonds=mode`` treats specially."""
+    if mode == "free":
+        return np.zeros(len(system.is_planar), dtype=bool)
+    return system.is_planar.astype(bool)
+
+
+def _pack(requests: Sequence[SampleRequest], batch_atoms: int) -> list[list[int]]:
+    """Greedy packing of requests (in order) into groups of at most ``batch_atoms`` heavy atoms."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    load = 0
+    for i, req in enumerate(requests):
+        cost = req.n * max(1, req.system.graph.num_nodes)
+        if current and load + cost > batch_atoms:
+            groups.append(current)
+            current, load = [], 0
+        current.append(i)
+        load += cost
+    if current:
+        groups.append(current)
+    return groups
 
 
 @torch.no_grad()
+def _sample_group(
+    loaded: LoadedModel, reqs: Sequence[SampleRequest], options: SamplingOptions, schedule: TorusSchedule
+) -> list[np.ndarray]:
+    """Reverse diffusion of the torsions of every request in one denoiser batch."""
+    dev = torch.device(loaded.device)
+    pos_parts, axis, rank, pair_t, pair_a, heavy, planar, refs, items = [], [], [], [], [], [], [], [], []
+    atom_off = tor_off = 0
+    spans = []  # (atom offset, n, n_atoms) per request
+    for req in reqs:
+        g, n, n_at = req.system.graph, req.n, req.system.num_atoms
+        n_t = len(g.full_torsions)
+        spans.append((atom_off, n, n_at))
+        pos_parts.append(torch.as_tensor(req.start.reshape(-1, 3), dtype=torch.float32))
+        copies = torch.arange(n)
+        base = torch.as_tensor(g.full_torsions, dtype=torch.long)
+        axis.append((base[:, 1:3].repeat(n, 1) + (copies.repeat_interleave(n_t) * n_at)[:, None]) + atom_off)
+        rank.append(torch.arange(n_t).repeat(n))
+        tt, aa = np.nonzero(g.full_torsion_masks)
+        tt, aa = torch.as_tensor(tt), torch.as_tensor(aa)
+        pair_t.append((tt[None, :] + copies[:, None] * n_t).reshape(-1) + tor_off)
+        pair_a.append((aa[None, :] + copies[:, None] * n_at).reshape(-1) + atom_off)
+        heavy.append((torch.as_tensor(g.heavy_atoms)[None, :] + copies[:, None] * n_at).reshape(-1) + atom_off)
+        mask = _planar_mask(req.system, options.planar_bonds)
+        planar.append(torch.as_tensor(mask).repeat(n))
+        quads = torch.as_tensor(req.system.planar_refs, dtype=torch.long)
+        refs.append((quads[None] + copies[:, None, None] * n_at).reshape(-1, 4) + atom_off)
+        item = g.item(req.start[0][g.heavy_atoms], req.system.topo)
+        items.extend([item] * n)
+        atom_off += n * n_at
+        tor_off += n * n_t
+    pos = torch.cat(pos_parts).to(dev)
+    index = TorsionIndex.build(torch.cat(axis), torch.cat(rank), torch.cat(pair_t), torch.cat(pair_a)).to(dev)
+    planar_t = torch.cat(planar).to(dev)
+    free = (~planar_t).float() if options.planar_bonds == "fixed" else torch.ones_like(planar_t, dtype=torch.float32)
+    prior = torch.cat([req.prior for req in reqs]).to(dev)
+    if options.sigma_start is None:
+        pos = apply_torsion_deltas(pos, index, prior * free)
+    batch = collate_graphs(items).to(dev)
+    heavy_t = torch.cat(heavy).to(dev)
+    n_graphs = len(items)
+    scale = float(options.score_scale)
+
+    def score_fn(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        score = loaded.module(batch.with_pos(state[heavy_t]), sigma.expand(n_graphs).to(state.dtype))
+        return score * scale if scale != 1.0 else score
+
+    def apply_fn(state: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return apply_torsion_deltas(state, index, delta.to(state.dtype) * free)  # fixed bonds never move
+
+    if options.sampler == "sde":
+        gens = [torch.Generator(device=dev).manual_seed(int(req.seed) + 1) for req in reqs]
+        sizes = [req.n * len(req.system.graph.full_torsions) for req in reqs]
+
+        def noise_fn(like: torch.Tensor) -> torch.Tensor:
+            parts = [torch.randn(s, generator=gen, dtype=like.dtype, device=like.device) for gen, s in zip(gens, sizes)]
+            return torch.cat(parts)
+
+        pos = sde_sample(score_fn, pos, schedule, options.steps, apply_fn=apply_fn, noise_fn=noise_fn)
+    else:
+        pos = ode_sample(score_fn, pos, schedule, options.steps, apply_fn=apply_fn, method=options.ode_method)
+    if options.planar_bonds == "snap" and bool(planar_t.any()):
+        phi = dihedrals(pos, torch.cat(refs).to(dev))
+        target = torch.where(phi.abs() < torch.pi / 2, torch.zeros_like(phi), torch.full_like(phi, torch.pi))
+        pos = apply_torsion_deltas(pos, index, wrap_angle(target - phi) * planar_t)
+    flat = pos.cpu().double().numpy()
+    return [flat[off : off + n * n_at].reshape(n, n_at, 3) for off, n, n_at in spans]
+
+
+def sample_requests(
+    loaded: LoadedModel,
+    requests: Sequence[SampleRequest],
+    options: SamplingOptions,
+    *,
+    batch_atoms: int = DEFAULT_BATCH_ATOMS,
+) -> list[np.ndarray | Exception]:
+    """Sample every request; returns per request ``(n, n_atoms, 3)`` Å coordinates or the error that
+    stopped it (e.g. :class:`~molgen.errors.MoleculeError` when it cannot be embedded).
+
+    The result of a request depends only on its molecule, ``n``, seed and ``options``, not on the other
+    requests or ``batch_atoms`` (up to float32 rounding in the denoiser).
+    """
+    schedule: TorusSchedule = loaded.schedule
+    if options.sigma_start is not None:
+        schedule = TorusSchedule(schedule.sigma_min, min(float(options.sigma_start), schedule.sigma_max))
+    results: list[np.ndarray | Exception | None] = [None] * len(requests)
+    pending: list[int] = []
+    for i, req in enumerate(requests):
+        try:
+            local = _local_structures(req, options)
+        except (MoleculeError, ValueError) as exc:
+            results[i] = exc
+            continue
+        req.start = local[np.arange(req.n) % len(local)]
+        n_t = len(req.system.graph.full_torsions)
+        if n_t == 0:
+            results[i] = req.start.copy()
+            continue
+        gen = torch.Generator().manual_seed(int(req.seed))
+        req.prior = loaded.schedule.sample_prior((req.n * n_t,), gen)
+        pending.append(i)
+    for group in _pack([requests[i] for i in pending], batch_atoms):
+        idx = [pending[j] for j in group]
+        for i, coords in zip(idx, _sample_group(loaded, [requests[i] for i in idx], options, schedule)):
+            results[i] = coords
+    for req in requests:
+        req.start = req.prior = None
+    return results  # type: ignore[return-value]
+
+
 def sample_conformers(
     mol: Chem.Mol,
     n: int,
     *,
     model: LoadedModel | str | Path | None = None,
-    sampler: str = "ode",
-    steps: int = 8,
-    seed: int = 42,
+    options: SamplingOptions | None = None,
+    seed: int | None = None,
     device: str = "cpu",
-    local_structures: int | None = None,
-    ode_method: str = "euler",
-    sigma_start: float | None = None,
     structures: np.ndarray | None = None,
-    planar_bonds: str = DEFAULT_PLANAR_BONDS,
-    score_scale: float = DEFAULT_SCORE_SCALE,
+    **option_changes: object,
 ) -> Chem.Mol:
-    """Sample ``n`` conformers of ``mol`` by torsional diffusion.
+    """Sample ``n`` conformers of one molecule (no validation): a copy of ``mol`` holding them.
 
     Args:
-        mol: RDKit molecule with explicit hydrogens and perceived stereochemistry.
+        mol: RDKit molecule (hydrogens are added when missing).
         n: number of conformers.
         model: a :class:`LoadedModel`, a checkpoint path, or None for the shipped default.
-        sampler: ``"ode"`` (deterministic probability flow, DDIM-like) or ``"sde"`` (stochastic).
-        steps: reverse-diffusion steps.
-        seed: seed of the ETKDG local structures, the prior torsions and the SDE noise.
-        device: torch device of the denoiser.
-        local_structures: ETKDG embeddings shared by the conformers (default :func:`num_local_structures`).
-        ode_method: ``"heun"`` or ``"euler"`` for the ODE sampler.
-        sigma_start: if set (radians), start the reverse process at this noise level from the ETKDG
-            torsions instead of at ``sigma_max`` from uniform torsions (partial diffusion, as in SDEdit):
-            the denoiser refines ETKDG conformers rather than drawing torsions from scratch.
-        structures: ``(k, n_atoms, 3)`` Å coordinates of ``mol`` (hydrogens included, its atom order)
-            whose local structure to reuse instead of embedding new ETKDG structures, e.g. conformers
-            that already passed validation. Conformer ``i`` starts from structure ``i mod k``; only
-            the local structure matters, because every torsion is redrawn from the prior (so
-            ``sigma_start`` must be None).
-        planar_bonds: the rotatable C–N / C–O bonds of amides, esters, thioamides, carbamates and
-            ureas (:data:`molgen.chem.torsions.PLANAR_BOND_SMARTS`), whose resonance keeps them near cis
-            or trans: ``"free"`` diffuses them like any torsion; ``"snap"`` diffuses them and then sets
-            each to the nearer of cis (0) and trans (pi); ``"fixed"`` keeps ETKDG's value (no noise,
-            no score).
-        score_scale: multiplies the predicted score (an inverse temperature: values above 1 sharpen
-            the sampled torsion distribution towards its modes, compensating a network whose scores
-            are shrunk towards zero where it is unsure; 1 samples the learned distribution).
-
-    Returns:
-        A copy of ``mol`` holding ``n`` conformers (Å) with properties ``seed``, ``model``, ``sampler``,
-        ``steps``.
+        options: sampling options (default :class:`SamplingOptions`); ``option_changes`` replace fields.
+        seed: the molecule's seed (default ``options.seed``).
+        device: torch device when ``model`` is loaded here.
+        structures: ``(k, n_atoms, 3)`` Å local structures to reuse (see :class:`SampleRequest`).
 
     Raises:
         MoleculeError: the molecule cannot be embedded.
-        ValueError: bad ``n``, ``steps`` or ``sampler``.
+        InputError: bad options.
     """
-    if n < 1:
-        raise ValueError(f"number of conformers must be >= 1, got {n}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not score_scale > 0:
-        raise ValueError(f"score_scale must be > 0, got {score_scale!r}")
-    if planar_bonds not in PLANAR_BOND_MODES:
-        raise ValueError(f"planar_bonds must be one of {PLANAR_BOND_MODES}, got {planar_bonds!r}")
+    options = (options or SamplingOptions()).replace(n=n, **option_changes)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
-    dev = loaded.device
-    mol = Chem.Mol(mol)
-    if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
-        mol = Chem.AddHs(mol)
-    mol.RemoveAllConformers()
-    n_atoms = mol.GetNumAtoms()
-    if structures is not None:
-        local = np.asarray(structures, dtype=np.float64)
-        if sigma_start is not None:
-            raise ValueError("structures are reused with torsions from the prior: sigma_start must be None")
-        if local.ndim != 3 or local.shape[1:] != (n_atoms, 3) or len(local) == 0:
-            raise ValueError(f"structures must have shape (k, {n_atoms}, 3), got {local.shape}")
-    else:
-        k = min(n, local_structures or num_local_structures(n))
-        try:
-            local = embed_local_structures(mol, k, rdkit_seed(seed))  # (k, n_atoms, 3)
-        except ValueError as exc:
-            raise MoleculeError(f"cannot embed {Chem.MolToSmiles(Chem.RemoveHs(mol))}: {exc}") from exc
-    start = local[np.arange(n) % len(local)]  # (n, n_atoms, 3)
-    graph = featurize(mol)
-    gen = torch.Generator().manual_seed(int(seed))
-    n_t = len(graph.full_torsions)
-
-    if n_t > 0:
-        pos = torch.as_tensor(start.reshape(-1, 3), dtype=torch.float32, device=dev)
-        index = _full_index(graph, n_atoms, n).to(dev)
-        schedule = loaded.schedule
-        is_planar, planar_refs = planar_bond_references(mol, graph.full_torsions)
-        if planar_bonds == "free" or not is_planar.any():
-            is_planar[:] = False
-        planar = torch.as_tensor(is_planar, device=dev).repeat(n)  # (n * n_t,)
-        free = (~planar).float() if planar_bonds == "fixed" else torch.ones_like(planar, dtype=torch.float32)
-        if sigma_start is None:
-            prior = schedule.sample_prior((n * n_t,), gen).to(dev) * free
-            pos = apply_torsion_deltas(pos, index, prior)
-        else:
-            schedule = TorusSchedule(schedule.sigma_min, min(float(sigma_start), schedule.sigma_max))
-        item = {
-            "node_features": graph.node_features, "bond_index": graph.bond_index,
-            "bond_features": graph.bond_features, "torsions": graph.torsions,
-            "torsion_masks": graph.torsion_masks, "pos": start[0][graph.heavy_atoms],
-            # the n copies share one graph: compute its topological distances once, not per copy
-            "topo": topological_distances(graph.num_nodes, graph.bond_index),
-        }
-        batch = collate_graphs([item] * n).to(dev)
-        heavy = (torch.as_tensor(graph.heavy_atoms)[None, :] + torch.arange(n)[:, None] * n_atoms).reshape(-1).to(dev)
-
-        def score_fn(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            score = loaded.model(batch.with_pos(state[heavy]), sigma.expand(n).to(state.dtype))
-            return score * score_scale if score_scale != 1.0 else score
-
-        def apply_fn(state: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-            return apply_torsion_deltas(state, index, delta.to(state.dtype) * free)  # fixed bonds never move
-
-        if sampler == "sde":
-            noise_gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
-            pos = sde_sample(score_fn, pos, schedule, steps, apply_fn=apply_fn, generator=noise_gen)
-        else:
-            pos = ode_sample(score_fn, pos, schedule, steps, apply_fn=apply_fn, method=ode_method)
-        if planar_bonds == "snap" and bool(planar.any()):
-            refs = torch.as_tensor(planar_refs, device=dev)
-            quads = (refs[None] + torch.arange(n, device=dev)[:, None, None] * n_atoms).reshape(-1, 4)
-            phi = dihedrals(pos, quads)
-            target = torch.where(phi.abs() < torch.pi / 2, torch.zeros_like(phi), torch.full_like(phi, torch.pi))
-            pos = apply_torsion_deltas(pos, index, wrap_angle(target - phi) * planar)
-        coords = pos.reshape(n, n_atoms, 3).cpu().double().numpy()
-    else:
-        coords = start
-
-    for i in range(n):
-        conf = Chem.Conformer(n_atoms)
-        conf.SetPositions(np.ascontiguousarray(coords[i], dtype=np.float64))
+    seed = options.seed if seed is None else seed
+    system = TorsionSystem.build(mol)
+    (result,) = sample_requests(loaded, [SampleRequest(system, n, seed, structures)], options)
+    if isinstance(result, Exception):
+        raise result
+    out = Chem.Mol(system.mol)
+    for coords in result:
+        conf = Chem.Conformer(system.num_atoms)
+        conf.SetPositions(np.ascontiguousarray(coords, dtype=np.float64))
         conf.SetIntProp("seed", int(seed))
         conf.SetProp("model", loaded.name)
-        conf.SetProp("sampler", sampler if sampler == "sde" else f"ode-{ode_method}")
-        conf.SetIntProp("steps", int(steps))
-        mol.AddConformer(conf, assignId=True)
-    return mol
+        conf.SetProp("sampler", options.sampler_label)
+        conf.SetIntProp("steps", int(options.steps))
+        out.AddConformer(conf, assignId=True)
+    return out

@@ -2,7 +2,8 @@
 
 A checkpoint is one ``torch.save`` file holding the model weights, the model and schedule configs, the
 hash of the training data, the training config and step, and (for resumable training checkpoints) the
-optimizer state and loss log. ``load_denoiser(path)`` needs nothing else. Files are written to a
+optimizer state and loss log. Reading it back is the models' job
+(:func:`molgen.models.registry.load_checkpoint_model`), which needs nothing else. Files are written to a
 temporary name and renamed, so an interrupted save never leaves a truncated checkpoint.
 """
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from molgen.diffusion.torus import TorusSchedule
-from molgen.models.torsion_denoiser import TorsionDenoiser, build_denoiser, config_dict
+from molgen.models.registry import TORSION_FORMAT, read_checkpoint
+from molgen.models.torsion_denoiser import TorsionDenoiser, config_dict
 
-CHECKPOINT_FORMAT = "molgen-torsion-denoiser/1"
+__all__ = ["CHECKPOINT_FORMAT", "read_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = TORSION_FORMAT
 
 
 def save_checkpoint(
@@ -50,23 +53,3 @@ def save_checkpoint(
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path
-
-
-def read_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Load a checkpoint dict on the CPU and check its format."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a molgen torsion-denoiser checkpoint (format {state.get('format') if isinstance(state, dict) else type(state)})")
-    return state
-
-
-def load_denoiser(path: Path | str, device: str | torch.device = "cpu") -> tuple[TorsionDenoiser, TorusSchedule, dict]:
-    """Rebuild the model and schedule stored in ``path``; returns ``(model in eval mode, schedule, metadata)``."""
-    state = read_checkpoint(path)
-    model = build_denoiser(state["model_config"])
-    model.load_state_dict(state["state_dict"])
-    model.eval().to(device)
-    schedule = TorusSchedule.from_dict(state["schedule"])
-    meta = {k: state[k] for k in ("data_hash", "step", "train_config", "extra")}
-    meta["path"] = str(path)
-    return model, schedule, meta

@@ -14,13 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-
-def slurm_to_torch_env() -> None:
-    """Fill ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` from SLURM variables when torchrun did not set them."""
-    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        os.environ["RANK"] = os.environ["SLURM_PROCID"]
-        os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
-        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+from molgen.cluster import RankInfo, slurm_to_torch_env
 
 
 @dataclass
@@ -32,9 +26,10 @@ class DistributedContext:
 
     @staticmethod
     def from_env() -> "DistributedContext":
-        slurm_to_torch_env()
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        ctx = DistributedContext(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
+        slurm_to_torch_env()  # torch.distributed's env:// rendezvous reads the mapped variables
+        info = RankInfo.from_env()
+        world = info.world_size
+        ctx = DistributedContext(info.rank, info.local_rank, world)
         if world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             torch.distributed.init_process_group(backend)

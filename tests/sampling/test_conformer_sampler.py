@@ -31,7 +31,7 @@ def test_sampling_keeps_local_structure_and_stereo(model_path, sampler):
     smiles = "C/C=C/[C@@H](O)[C@H](N)CCOc1ccccc1"
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     out = sample_conformers(mol, 6, model=load_model(model_path), sampler=sampler, steps=4, seed=3,
-                            local_structures=1)
+                            max_structures=1)
     assert out.GetNumConformers() == 6
     # one local structure: every conformer has exactly its bond lengths
     ref = bond_lengths(out, 0)
@@ -96,7 +96,7 @@ def test_planar_bond_modes(model_path, sampler):
     free = sample_conformers(mol, 4, planar_bonds="free", **kw)
     phi_free = np.abs(dihedral_angles(np.stack([c.GetPositions() for c in free.GetConformers()]), refs[is_planar]))
     assert np.minimum(phi_free, np.pi - phi_free).max() > 0.05  # an untrained model leaves them anywhere
-    fixed = sample_conformers(mol, 4, planar_bonds="fixed", local_structures=1, **kw)
+    fixed = sample_conformers(mol, 4, planar_bonds="fixed", max_structures=1, **kw)
     xyz = np.stack([c.GetPositions() for c in fixed.GetConformers()])
     phi = dihedral_angles(xyz, refs[is_planar])
     assert np.allclose(phi, phi[0], atol=1e-3)  # one local structure: all conformers share ETKDG's value
@@ -108,7 +108,9 @@ def test_planar_bond_modes(model_path, sampler):
 def test_score_scale(model_path):
     mol = Chem.AddHs(Chem.MolFromSmiles("CCCCOc1ccccc1CCN"))
     kw = {"model": load_model(model_path), "steps": 3, "seed": 4}
-    from molgen.sampling.conformer_sampler import DEFAULT_SCORE_SCALE
+    from molgen.sampling.options import SamplingOptions
+
+    DEFAULT_SCORE_SCALE = SamplingOptions().score_scale
 
     default = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, **kw).GetConformers()])
     same = np.stack([c.GetPositions() for c in sample_conformers(mol, 2, score_scale=DEFAULT_SCORE_SCALE, **kw).GetConformers()])

@@ -9,7 +9,7 @@ from rdkit.Chem import rdDistGeom
 
 from molgen.datasets.build_ccd import matched_record
 from molgen.datasets.conformer_dataset import TorsionConformerDataset, write_training_arrays
-from molgen.training.checkpoint import load_denoiser
+from molgen.models.registry import load_checkpoint_model
 from molgen.training.pipeline import export_weights
 from molgen.training.train_conformers import TrainConfig, train
 
@@ -56,15 +56,15 @@ def test_train_checkpoint_resume_and_export(tmp_path):
     assert (out / "last.pt").exists() and (out / "best.pt").exists()
     log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [2, 4] and all(np.isfinite(e["loss"]) for e in log)
-    model, schedule, meta = load_denoiser(out / "last.pt")
+    meta = load_checkpoint_model(out / "last.pt").meta
     assert meta["step"] == 4 and len(meta["data_hash"]) == 64
     # resume: the same command with more steps continues from step 4
     cfg.steps = 6
     train(cfg)
-    _, _, meta = load_denoiser(out / "last.pt")
+    meta = load_checkpoint_model(out / "last.pt").meta
     assert meta["step"] == 6
     weights = export_weights(out / "best.pt", tmp_path / "w.pt", name="tiny", command="molgen train conformers ...")
     assert weights.with_suffix(".md").read_text().startswith("# Model card: tiny")
-    slim, _, slim_meta = load_denoiser(weights)
+    slim_meta = load_checkpoint_model(weights).meta
     assert "optimizer" not in torch.load(weights, weights_only=False)
     assert slim_meta["extra"]["name"] == "tiny"

@@ -1,0 +1,154 @@
+"""Model checkpoints by type: read a checkpoint, build the network it names, keep one cache.
+
+A checkpoint is one ``torch.save`` dict whose ``format`` names its model type (e.g.
+``molgen-torsion-denoiser/1``); each type registers a builder that turns the stored config and weights
+into a :class:`LoadedModel`. Training writes checkpoints (:mod:`molgen.training.checkpoint`); inference
+only reads them through this module, so sampling never imports training code. The config travels with
+the weights (as in TorchMD-Net): ``load_model(path)`` needs nothing else.
+
+The shipped default model is ``molgen/weights/torsion_ccd_v2.pt`` (``$MOLGEN_MODEL`` overrides it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "TORSION_FORMAT",
+    "LoadedModel",
+    "clear_model_cache",
+    "default_model_path",
+    "load_checkpoint_model",
+    "load_model",
+    "read_checkpoint",
+    "register_model_type",
+]
+
+DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
+TORSION_FORMAT = "molgen-torsion-denoiser/1"
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for sampling, with its noise schedule and provenance.
+
+    Attributes:
+        kind: what it denoises (``"torsion"``); :mod:`molgen.sampling` picks the sampler by kind.
+        module: the ``torch.nn.Module`` in eval mode on ``device`` (None for non-network test models).
+        schedule: its noise schedule (e.g. :class:`~molgen.diffusion.torus.TorusSchedule`).
+        name: model name written into every conformer (``model`` SD tag).
+        meta: data hash, training step and config, checkpoint path.
+        device: torch device string.
+    """
+
+    kind: str
+    module: Any
+    schedule: Any
+    name: str
+    meta: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def model(self) -> Any:
+        """Alias of :attr:`module` (the denoiser)."""
+        return self.module
+
+
+#: checkpoint format -> builder(state dict, device) -> (kind, module, schedule)
+Builder = Callable[[dict, str], tuple[str, Any, Any]]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_model_type(fmt: str, builder: Builder) -> None:
+    """Register how checkpoints of format ``fmt`` become a model (a later registration replaces it)."""
+    _BUILDERS[fmt] = builder
+
+
+def _build_torsion(state: dict, device: str) -> tuple[str, Any, Any]:
+    from molgen.diffusion.torus import TorusSchedule
+    from molgen.models.torsion_denoiser import build_denoiser
+
+    module = build_denoiser(state["model_config"])
+    module.load_state_dict(state["state_dict"])
+    module.eval().to(device)
+    return "torsion", module, TorusSchedule.from_dict(state["schedule"])
+
+
+register_model_type(TORSION_FORMAT, _build_torsion)
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a checkpoint dict on the CPU and check that its format is a registered model type.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a molgen checkpoint, or of an unknown model type.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise ValueError(f"{path}: not a readable molgen checkpoint ({type(exc).__name__}: {exc})") from None
+    fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if not isinstance(state, dict) or fmt not in _BUILDERS:
+        known = ", ".join(sorted(_BUILDERS))
+        raise ValueError(f"{path}: not a molgen checkpoint of a known type (format {fmt!r}; known: {known})")
+    return state
+
+
+def load_checkpoint_model(path: Path | str, device: str = "cpu") -> LoadedModel:
+    """Build the model stored in ``path`` on ``device`` (uncached; see :func:`load_model`)."""
+    state = read_checkpoint(path)
+    kind, module, schedule = _BUILDERS[state["format"]](state, str(device))
+    meta = {k: state.get(k) for k in ("data_hash", "step", "train_config", "extra")}
+    meta["path"] = str(path)
+    name = (state.get("extra") or {}).get("name") or Path(path).stem
+    return LoadedModel(kind, module, schedule, name, meta, str(device))
+
+
+def default_model_path() -> Path:
+    """The shipped default weights (``molgen/weights/``), or ``$MOLGEN_MODEL`` when set."""
+    env = os.environ.get("MOLGEN_MODEL")
+    if env:
+        return Path(env).expanduser()
+    return Path(str(resources.files("molgen.weights").joinpath(DEFAULT_WEIGHTS)))
+
+
+_CACHE: dict[tuple[str, str], LoadedModel] = {}
+_LOCK = threading.Lock()
+
+
+def load_model(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:
+    """Load a model once per (path, device) and process; later calls return the cached object.
+
+    Args:
+        path: a checkpoint, or None for :func:`default_model_path`.
+        device: a concrete torch device string (``cpu``, ``cuda:0``; see :func:`molgen.cluster.resolve_device`).
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist.
+        ValueError: the file is not a checkpoint of a registered model type.
+    """
+    p = Path(path).expanduser() if path is not None else default_model_path()
+    key = (str(p.resolve()) if p.exists() else str(p), str(device))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_checkpoint_model(p, device)
+        return _CACHE[key]
+
+
+def clear_model_cache() -> None:
+    """Forget every model loaded by :func:`load_model`."""
+    with _LOCK:
+        _CACHE.clear()

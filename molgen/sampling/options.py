@@ -1,0 +1,129 @@
+"""One definition of how conformers are sampled and post-processed: :class:`SamplingOptions`.
+
+The API, the CLI, the batch runner and the benchmarks all build one ``SamplingOptions``; it is checked
+once, when it is made, and raises :class:`~molgen.errors.InputError` naming the bad option. The defaults
+were chosen on the CCD validation split with the default weights
+(``python -m molgen.bench.tune_sampler``, tables in ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from molgen.chem.torsions import PLANAR_BOND_MODES
+from molgen.errors import InputError
+
+__all__ = ["OPTIMIZERS", "ODE_METHODS", "PLANAR_BOND_MODES", "SAMPLERS", "SamplingOptions"]
+
+SAMPLERS = ("ode", "sde")
+ODE_METHODS = ("euler", "heun")
+OPTIMIZERS = ("mmff",)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Everything that decides which conformers come out for a molecule (besides the model).
+
+    Attributes:
+        n: conformers requested per molecule.
+        sampler: ``"ode"`` (probability-flow ODE, deterministic, DDIM-like) or ``"sde"`` (reverse SDE).
+        steps: reverse-diffusion steps.
+        seed: global seed (≥ 0). A molecule's own seed derives from it and, in batch runs, its ID.
+        ode_method: ``"euler"`` (DDIM-like) or ``"heun"``.
+        sigma_start: radians; if set, refine ETKDG torsions from this noise level (partial diffusion).
+        planar_bonds: amide, ester, thioamide, carbamate and urea C–N / C–O bonds: ``"free"``,
+            ``"snap"`` (diffused, then set to the nearer of cis and trans) or ``"fixed"`` (ETKDG's value).
+        score_scale: multiplies the network's torsion scores (> 1 sharpens towards the modes).
+        conformers_per_structure: conformers sharing one ETKDG local structure (bond lengths, angles,
+            ring conformations) in molecules whose rings can change conformation.
+        max_structures: at most this many ETKDG local structures per molecule and sampling round
+            (None: no cap).
+        share_rigid: a molecule without flexible rings (every ring aromatic or otherwise without an
+            sp3 ring atom in a ring of 5+ atoms) gets one local structure for all its conformers: its
+            rings have one conformation, and its torsions are drawn afresh for every conformer.
+        rms: Å; drop conformers within this heavy-atom RMSD of a kept one.
+        optimize: ``"mmff"`` to relax every conformer with MMFF94, or None.
+        energy_window: kcal/mol; drop conformers this far above the lowest (MMFF94), or None.
+        max_attempts: sampling rounds (the first included) to replace conformers that fail validation.
+    """
+
+    n: int = 10
+    sampler: str = "ode"
+    steps: int = 8
+    seed: int = 42
+    ode_method: str = "euler"
+    sigma_start: float | None = None
+    planar_bonds: str = "snap"
+    score_scale: float = 2.0
+    conformers_per_structure: int = 2
+    max_structures: int | None = None
+    share_rigid: bool = True
+    rms: float | None = None
+    optimize: str | None = None
+    energy_window: float | None = None
+    max_attempts: int = 5
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, what: str) -> None:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise InputError(f"{name} must be a positive integer ({what}), got {value!r}")
+
+        positive_int("n", "number of conformers")
+        positive_int("steps", "diffusion steps")
+        positive_int("conformers_per_structure", "conformers per ETKDG structure")
+        positive_int("max_attempts", "sampling rounds")
+        if self.max_structures is not None:
+            positive_int("max_structures", "ETKDG structures per molecule")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        choices = {
+            "sampler": SAMPLERS,
+            "ode_method": ODE_METHODS,
+            "planar_bonds": PLANAR_BOND_MODES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.optimize is not None and self.optimize not in OPTIMIZERS:
+            raise InputError(f"optimize must be one of {', '.join(OPTIMIZERS)} or None, got {self.optimize!r}")
+        if not isinstance(self.score_scale, (int, float)) or not self.score_scale > 0:
+            raise InputError(f"score_scale must be > 0, got {self.score_scale!r}")
+        for name, unit in (("sigma_start", "radians"), ("rms", "Å"), ("energy_window", "kcal/mol")):
+            value = getattr(self, name)
+            strict = name == "sigma_start"
+            if value is not None and not (value > 0 if strict else value >= 0):
+                raise InputError(f"{name} must be {'>' if strict else '>='} 0 {unit} or None, got {value!r}")
+
+    def replace(self, **changes: Any) -> "SamplingOptions":
+        """A copy with ``changes`` (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "SamplingOptions":
+        """Build from keyword arguments, ignoring those that are None (= keep the default)."""
+        return cls(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (for run fingerprints and reports)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def sampler_label(self) -> str:
+        """``sde`` or ``ode-<method>``: the ``sampler`` SD tag of every conformer."""
+        return "sde" if self.sampler == "sde" else f"ode-{self.ode_method}"
+
+    def num_structures(self, n: int, flexible_rings: bool) -> int:
+        """ETKDG local structures for ``n`` conformers of a molecule (see the attributes)."""
+        if not flexible_rings and self.share_rigid:
+            return 1
+        k = max(1, -(-n // self.conformers_per_structure))
+        return min(k, self.max_structures) if self.max_structures else k
