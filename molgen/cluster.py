@@ -37,7 +37,7 @@ class RankInfo:
     world_size: int = 1
 
     @staticmethod
-    def from_env(environ: dict[str, str] | None = None) -> "RankInfo":
+    def from_env(environ: dict[str, str] | None = None) -> RankInfo:
         """Read ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` (after mapping SLURM's variables)."""
         env = dict(os.environ if environ is None else environ)
         slurm_to_torch_env(env)

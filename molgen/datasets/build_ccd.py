@@ -24,6 +24,8 @@ from pathlib import Path
 
 from rdkit import Chem
 
+from molgen.atomic import open_atomic
+
 DATASET_VERSION = 1
 DEFAULT_CACHE = Path(os.environ.get("MOLGEN_CACHE", Path.home() / ".cache" / "molgen"))
 
@@ -125,10 +127,8 @@ def build_ccd_dataset(
         for k, job in jobs:
             records, fails = job.get()
             failures.update(fails)
-            tmp = shard_dir / f"shard_{k:04d}.pkl.tmp"
-            with open(tmp, "wb") as fh:
+            with open_atomic(shard_dir / f"shard_{k:04d}.pkl", binary=True) as fh:
                 pickle.dump({"records": records, "failures": fails}, fh)
-            tmp.rename(shard_dir / f"shard_{k:04d}.pkl")
             bar.update(len(chunks[k]))
 
     records: list[dict] = []
@@ -146,10 +146,8 @@ def build_ccd_dataset(
         "rejected": dict(rejected),
         "match_failures": dict(failures),
     }
-    tmp = out_dir / "ccd_conformers.pkl.tmp"
-    with open(tmp, "wb") as fh:
+    with open_atomic(final, binary=True) as fh:
         pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.rename(final)
     digest = hashlib.sha256(final.read_bytes()).hexdigest()
     counts = Counter(r["split"] for r in records)
     summary = {"sha256": digest, "counts": dict(counts), "test": len(test_refs), "rejected": dict(rejected),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from molgen.atomic import atomic_path
 from molgen.chem.feature_spec import BOND_FEATURE_DIM, NODE_FEATURE_DIM
 from molgen.datasets.split import is_heldout
 
@@ -58,9 +59,8 @@ def write_training_arrays(records: list[dict], out_path: Path, *, max_rmsd: floa
         "ccd_id": np.array([r["ccd_id"] for r in recs]),
         "block": np.array([r["block"] for r in recs]),
     }
-    tmp = out_path.with_name(out_path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.rename(out_path)
+    with atomic_path(out_path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     return {"train": int((arrays["split"] == 0).sum()), "val": int((arrays["split"] == 1).sum())}
 
 

@@ -70,7 +70,7 @@ class TorsionSystem:
     flexible_rings: bool
 
     @staticmethod
-    def build(mol: Chem.Mol) -> "TorsionSystem":
+    def build(mol: Chem.Mol) -> TorsionSystem:
         mol = Chem.Mol(mol)
         if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
             mol = Chem.AddHs(mol)

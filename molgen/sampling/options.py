@@ -17,7 +17,7 @@ import numpy as np
 from molgen.chem.torsions import PLANAR_BOND_MODES
 from molgen.errors import InputError
 
-__all__ = ["OPTIMIZERS", "ODE_METHODS", "PLANAR_BOND_MODES", "SAMPLERS", "SamplingOptions"]
+__all__ = ["ODE_METHODS", "OPTIMIZERS", "PLANAR_BOND_MODES", "SAMPLERS", "SamplingOptions"]
 
 SAMPLERS = ("ode", "sde")
 ODE_METHODS = ("euler", "heun")
@@ -103,12 +103,12 @@ class SamplingOptions:
             if value is not None and not (value > 0 if strict else value >= 0):
                 raise InputError(f"{name} must be {'>' if strict else '>='} 0 {unit} or None, got {value!r}")
 
-    def replace(self, **changes: Any) -> "SamplingOptions":
+    def replace(self, **changes: Any) -> SamplingOptions:
         """A copy with ``changes`` (checked again)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> "SamplingOptions":
+    def from_kwargs(cls, **kwargs: Any) -> SamplingOptions:
         """Build from keyword arguments, ignoring those that are None (= keep the default)."""
         return cls(**{k: v for k, v in kwargs.items() if v is not None})
 

@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
-from molgen.chem.postprocess import apply_energy_window, optimize_mmff, prune_by_rms, select_conformers
+from molgen.chem.postprocess import (
+    apply_energy_window,
+    optimize_mmff,
+    prune_by_rms,
+    select_conformers,
+)
 from molgen.chem.validate import REASONS, ConformerValidator
 from molgen.errors import MoleculeError
 from molgen.models.registry import LoadedModel

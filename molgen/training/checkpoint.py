@@ -9,11 +9,11 @@ temporary name and renamed, so an interrupted save never leaves a truncated chec
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from molgen.atomic import atomic_path
 from molgen.diffusion.torus import TorusSchedule
 from molgen.models.registry import TORSION_FORMAT, read_checkpoint
 from molgen.models.torsion_denoiser import TorsionDenoiser, config_dict
@@ -49,7 +49,6 @@ def save_checkpoint(
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path

@@ -7,7 +7,6 @@ and ``MASTER_PORT`` must be exported by the job script (see ``cli/slurm_train.sh
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ class DistributedContext:
     sampler: DistributedSampler | None = None
 
     @staticmethod
-    def from_env() -> "DistributedContext":
+    def from_env() -> DistributedContext:
         slurm_to_torch_env()  # torch.distributed's env:// rendezvous reads the mapped variables
         info = RankInfo.from_env()
         world = info.world_size

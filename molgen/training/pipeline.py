@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from molgen.atomic import atomic_path
 from molgen.datasets.build_ccd import build_ccd_dataset, dataset_dir
 from molgen.datasets.conformer_dataset import export_training_arrays, file_sha256
 
@@ -45,9 +46,8 @@ def export_weights(checkpoint: Path, out: Path, *, name: str, command: str | Non
     slim = {k: v for k, v in state.items() if k != "optimizer"}
     slim["extra"] = {"name": name, "val_loss": state["extra"].get("val_loss")}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(slim, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        torch.save(slim, tmp)
     facts = {
         "name": name,
         "command": command,
