@@ -11,7 +11,6 @@ values).
 from __future__ import annotations
 
 import sys
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,59 +95,12 @@ def _error(message: str) -> None:
     typer.echo(f"Error: {message}", err=True)
 
 
-class _Reporter:
-    """Per-molecule messages and failure bookkeeping (stderr; tqdm-safe)."""
-
-    def __init__(self, quiet: bool, verbose: bool, bar: Any) -> None:
-        self.quiet, self.verbose, self.bar = quiet, verbose, bar
-        self.failures: list[tuple[str, str, str, str]] = []
-
-    def say(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
-        else:
-            typer.echo(message, err=True)
-
-    def fail(self, source: str, name: str, text: str, reason: str) -> None:
-        self.failures.append((source, name, text, reason))
-        if not self.quiet:
-            self.say(f"FAILED {source} ({name}): {reason}")
-
-
-def _strip_prefix(error: str, source: str, name: str) -> str:
-    prefix = f"{source} ({name}): "
-    return error.removeprefix(prefix)
-
-
-def _default_failed_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}.failed.csv")
-
-
-def _check_writable(path: Path, what: str) -> None:
-    from molgen.errors import InputError
-
-    if path.is_dir():
-        raise InputError(f"cannot write {what} {path}: it is a directory")
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {what} {path}: directory {path.parent} does not exist")
-
-
-def _write_failures(path: Path, failures: list[tuple[str, str, str, str]]) -> None:
-    import csv
-
-    from molgen.chem.io import open_atomic
-
-    with open_atomic(path) as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["source", "name", "smiles_or_record", "reason"])
-        writer.writerows(failures)
-
-
 def _summary_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         (
-            f"molecules: {s['molecules_ok']} ok, {s['molecules_failed']} failed; "
-            f"{s['conformers_written']} conformers written to {s['output']}"
+            f"molecules: {s['molecules_ok']} ok, {s['molecules_failed']} failed"
+            + (f", {s['molecules_skipped']} already done" if s.get("molecules_skipped") else "")
+            + f"; {s['conformers_written']} conformers written to {s['output']}"
         )
     ]
     if s["conformers_dropped"]:
@@ -156,8 +108,14 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"conformers dropped: {dropped}")
     if s["failed_file"]:
         lines.append(f"failures listed in {s['failed_file']}")
-    lines.append(f"wall time: {s['wall_time_s']:.2f} s")
+    rate = s.get("conformers_per_s")
+    lines.append(f"wall time: {s['wall_time_s']:.2f} s" + (f" ({rate:.1f} conformers/s)" if rate else ""))
     return lines
+
+
+def _opt(value: Any) -> Any:
+    """An Enum choice's value (None stays None)."""
+    return getattr(value, "value", value)
 
 
 @app.command("conformers")
@@ -167,7 +125,7 @@ def conformers(
         str,
         typer.Argument(
             help="A SMILES string, or a file: .smi/.smiles/.txt (SMILES, then an optional name), "
-            ".csv/.tsv (see --smiles-col, --id-col), .sdf; optionally .gz-compressed.",
+            ".csv/.tsv (see --smiles-col, --id-col), .sdf; optionally .gz-compressed. Read as a stream.",
             metavar="INPUT",
             show_default=False,
         ),
@@ -177,122 +135,120 @@ def conformers(
         typer.Option(
             "-o",
             "--output",
-            help="Output file; format from the suffix: .sdf, .xyz or .pdb.",
+            help="Output file (.sdf, .sdf.gz, .xyz, .pdb), or a folder (a trailing '/', an existing "
+            "folder, or no suffix): chunked, resumable output for big inputs and clusters.",
             show_default=False,
         ),
     ],
-    num_confs: Annotated[
-        int, typer.Option("-n", "--num-confs", min=1, help="Conformers per molecule.")
-    ] = 10,
-    smiles_col: Annotated[
-        str, typer.Option("--smiles-col", help="CSV column holding the SMILES.")
-    ] = "smiles",
+    num_confs: Annotated[int, typer.Option("-n", "--num-confs", min=1, help="Conformers per molecule.")] = 10,
+    smiles_col: Annotated[str, typer.Option("--smiles-col", help="CSV column holding the SMILES.")] = "smiles",
     id_col: Annotated[
-        str | None,
-        typer.Option("--id-col", help="CSV column holding molecule names.", show_default=False),
+        str | None, typer.Option("--id-col", help="CSV column holding molecule names.", show_default=False)
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option(
-            "--model", help="Model checkpoint (default: the shipped model).", show_default=False
-        ),
+        typer.Option("--model", help="Model checkpoint (default: the shipped model).", show_default=False),
     ] = None,
-    sampler: Annotated[
-        SamplerChoice, typer.Option("--sampler", help="Reverse-diffusion sampler.")
-    ] = SamplerChoice.ode,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Diffusion steps.")] = 8,
+    sampler: Annotated[SamplerChoice, typer.Option("--sampler", help="Reverse-diffusion sampler.")] = SamplerChoice.ode,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps [default: 8].", show_default=False)] = None,
     per_structure: Annotated[
         int | None,
         typer.Option(
-            "--per-structure",
-            min=1,
-            help="Conformers sharing one ETKDG local structure (bond lengths, angles, rings); "
-            "larger is faster, less varied rings. Default: the model's tuned setting.",
+            "--per-structure", min=1,
+            help="Conformers sharing one ETKDG local structure (bond lengths, angles, rings) in molecules "
+            "with flexible rings; larger is faster, less varied rings [default: 2].",
             show_default=False,
         ),
+    ] = None,
+    max_structures: Annotated[
+        int | None,
+        typer.Option("--max-structures", min=1, help="At most this many ETKDG local structures per molecule.",
+                     show_default=False),
     ] = None,
     planar_bonds: Annotated[
         PlanarChoice | None,
         typer.Option(
             "--planar-bonds",
             help="Amide, ester, carbamate, urea C-N/C-O bonds: diffuse freely, snap to cis/trans "
-            "afterwards, or keep ETKDG's value. Default: the model's tuned setting.",
+            "afterwards, or keep ETKDG's value [default: snap].",
             show_default=False,
         ),
     ] = None,
     score_scale: Annotated[
         float | None,
-        typer.Option(
-            "--score-scale",
-            help="Multiply the network's torsion scores (> 1 sharpens towards the modes). "
-            "Default: the model's tuned setting.",
-            show_default=False,
-        ),
+        typer.Option("--score-scale", help="Multiply the network's torsion scores (> 1 sharpens towards the "
+                     "modes) [default: 2].", show_default=False),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 42,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Global seed; each molecule's seed derives from it "
+                                      "and the molecule's ID.")] = 42,
     rms: Annotated[
         float | None,
-        typer.Option(
-            "--rms",
-            min=0.0,
-            help="Drop conformers within this heavy-atom RMSD (Å) of a kept one.",
-            show_default=False,
-        ),
+        typer.Option("--rms", min=0.0, help="Drop conformers within this heavy-atom RMSD (Å) of a kept one.",
+                     show_default=False),
     ] = None,
     optimize: Annotated[
-        OptimizeChoice | None,
-        typer.Option("--optimize", help="Relax conformers with a force field.", show_default=False),
+        OptimizeChoice | None, typer.Option("--optimize", help="Relax conformers with a force field.", show_default=False)
     ] = None,
     energy_window: Annotated[
         float | None,
-        typer.Option(
-            "--energy-window",
-            min=0.0,
-            help="Drop conformers more than this many kcal/mol above the lowest (MMFF94).",
-            show_default=False,
-        ),
+        typer.Option("--energy-window", min=0.0, help="Drop conformers more than this many kcal/mol above the "
+                     "lowest (MMFF94).", show_default=False),
     ] = None,
     failed: Annotated[
         Path | None,
-        typer.Option(
-            "--failed",
-            help="CSV of failed molecules (default: <output stem>.failed.csv next to the output); "
-            "written only if something failed.",
-            show_default=False,
-        ),
+        typer.Option("--failed", help="CSV of failed molecules for file output (default: <output stem>.failed.csv "
+                     "next to the output); written only if something failed.", show_default=False),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(
-            "--threads", min=1, help="CPU threads for torch and RDKit.", show_default=False
-        ),
+        typer.Option("--threads", min=1, help="Worker processes (one core each) [default: all cores available: "
+                     "SLURM_CPUS_PER_TASK, cgroup quota, CPU affinity; shared among torchrun ranks].",
+                     show_default=False),
     ] = None,
-    device: Annotated[
-        str, typer.Option("--device", help="Torch device, e.g. cpu or cuda.")
-    ] = "cpu",
-    json_summary: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
-    ] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun/srun 'cuda' is "
+                                        "the rank's own GPU).")] = "auto",
+    batch_atoms: Annotated[
+        int | None,
+        typer.Option("--batch-atoms", min=1, help="Heavy atoms (conformers x atoms) per denoiser call "
+                     "[default: 4096].", show_default=False),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Molecules per chunk file (folder output).")] = 1000,
+    gzip_chunks: Annotated[bool, typer.Option("--gzip", help="Write chunks as .sdf.gz (folder output).")] = False,
+    shard_index: Annotated[
+        int | None,
+        typer.Option("--shard-index", min=0, help="This run's shard [default: SLURM_ARRAY_TASK_ID, else 0].",
+                     show_default=False),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option("--num-shards", min=1, help="Number of shards; a molecule's shard is a stable hash of its ID "
+                     "[default: SLURM_ARRAY_TASK_COUNT, else 1].", show_default=False),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in an output folder that holds a run "
+                                            "(default: resume it).")] = False,
+    max_heavy_atoms: Annotated[
+        int, typer.Option("--max-heavy-atoms", min=1, help="Report larger molecules as failures.")
+    ] = 250,
+    keep_salts: Annotated[bool, typer.Option("--keep-salts", help="Keep every fragment of salts and mixtures "
+                                             "(default: the largest fragment).")] = False,
+    log_every: Annotated[float, typer.Option("--log-every", min=0.0, help="Seconds between progress lines "
+                                             "without a terminal.")] = 30.0,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     progress: Annotated[
         bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="Progress bar on stderr (default: when stderr is a terminal).",
-            show_default=False,
-        ),
+        typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a "
+                     "terminal; plain log lines otherwise).", show_default=False),
     ] = None,
-    verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Same as the global -v.")
-    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Same as the global -v.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Same as the global -q.")] = False,
 ) -> None:
     """Generate conformers for one SMILES or every molecule of a file.
 
-    Molecules are streamed (read -> generate -> write); a molecule that fails is reported
-    on stderr and in the failures CSV, and the run goes on. Exit code 0 when all
-    succeeded, 1 when some failed, 2 on usage errors.
+    Molecules are streamed (read, generate on all cores, write); a molecule that fails is reported
+    on stderr and in the failures CSV, and the run goes on. With a folder as output the run is
+    written in chunks, resumes when rerun, and can be sharded over a SLURM array or torchrun ranks.
+    Exit code 0 when all succeeded, 1 when some failed, 2 on usage errors, 130/143 when interrupted.
     """
-    started = time.perf_counter()
     glob = ctx.obj or {}
     verbose = verbose or glob.get("verbose", False)
     quiet = quiet or glob.get("quiet", False)
@@ -303,112 +259,87 @@ def conformers(
     from molgen.errors import InputError
 
     _configure_logging(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
-    if score_scale is not None and not score_scale > 0:
-        _error(f"--score-scale must be > 0, got {score_scale}")
-        raise typer.Exit(EXIT_USAGE)
     try:
-        from rdkit import rdBase
+        from molgen.batch.runner import BatchConfig, run_batch
+        from molgen.sampling.options import SamplingOptions
 
-        from molgen import api
-        from molgen.chem.io import ConformerWriter, read_molecules
-
-        records = read_molecules(input, smiles_col=smiles_col, id_col=id_col)
-        failed_path = failed if failed is not None else _default_failed_path(output)
-        _check_writable(failed_path, "failures file")
-        if threads is not None:
-            _set_torch_threads(threads)
-        api.load_model(model, device)
-        writer = ConformerWriter(output)
+        options = SamplingOptions.from_kwargs(
+            n=num_confs, sampler=sampler.value, steps=steps, seed=seed, conformers_per_structure=per_structure,
+            max_structures=max_structures, planar_bonds=_opt(planar_bonds), score_scale=score_scale, rms=rms,
+            optimize=_opt(optimize), energy_window=energy_window,
+        )
+        config = BatchConfig(
+            input=input, output=output, options=options, model=str(model) if model is not None else None,
+            device=device, smiles_col=smiles_col, id_col=id_col, threads=threads, batch_atoms=batch_atoms,
+            chunk_size=chunk_size, gzip=gzip_chunks, shard_index=shard_index, num_shards=num_shards,
+            overwrite=overwrite, failed=failed, max_heavy_atoms=max_heavy_atoms, keep_salts=keep_salts,
+            progress=(sys.stderr.isatty() if progress is None else progress) and not quiet,
+            log_every=log_every, quiet=quiet, verbose=verbose,
+        )
+        say = (lambda m: None) if quiet else (lambda m: typer.echo(m, err=True))
+        summary = run_batch(config, say=say)
+        code = EXIT_FAILURES if summary["molecules_failed"] else EXIT_OK
     except InputError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt as exc:
+        summary = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+        if summary is None:
+            _error("interrupted")
+            raise typer.Exit(130) from None
+        _error(f"interrupted ({summary['interrupted']}); rerun the same command to resume a folder output")
+        code = 143 if summary["interrupted"] == "SIGTERM" else 130
     except Exception as exc:  # noqa: BLE001 - e.g. a broken model checkpoint
-        _error(f"cannot start: {type(exc).__name__}: {exc}")
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        _error(f"cannot run: {type(exc).__name__}: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show_bar and not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=None, unit="mol", file=sys.stderr, dynamic_ncols=True, desc="molecules")
-    report = _Reporter(quiet, verbose, bar)
-    rdkit_logs = None if verbose else rdBase.BlockLogs()
-    n_ok = 0
-    dropped: dict[str, int] = {}
-    try:
-        with writer:
-            for record in records:
-                if bar is not None:
-                    bar.update(1)
-                if record.mol is None:
-                    reason = _strip_prefix(record.error or "unreadable", record.source, record.name)
-                    report.fail(record.source, record.name, record.raw or "", reason)
-                    continue
-                try:
-                    mol = api.generate_conformers(
-                        record.mol,
-                        num_confs,
-                        model=model,
-                        sampler=sampler.value,
-                        steps=steps,
-                        seed=seed,
-                        rms=rms,
-                        optimize=optimize.value if optimize is not None else None,
-                        energy_window=energy_window,
-                        device=device,
-                        name=record.name,
-                        num_threads=threads or 1,
-                        conformers_per_structure=per_structure,
-                        planar_bonds=planar_bonds.value if planar_bonds is not None else None,
-                        score_scale=score_scale,
-                    )
-                    written = writer.write(mol)
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one molecule must not stop the batch
-                    reason = str(exc) or type(exc).__name__
-                    if verbose:
-                        import traceback
-
-                        report.say(traceback.format_exc().rstrip())
-                    report.fail(record.source, record.name, record.raw or "", reason)
-                    continue
-                n_ok += 1
-                for key, count in json.loads(mol.GetProp("molgen_drop_reasons")).items():
-                    dropped[key] = dropped.get(key, 0) + int(count)
-                if verbose:
-                    report.say(f"ok {record.source} ({record.name}): {written} conformers")
-    finally:
-        if bar is not None:
-            bar.close()
-        del rdkit_logs
-
-    failed_file = None
-    if report.failures:
-        try:
-            _write_failures(failed_path, report.failures)
-            failed_file = str(failed_path)
-        except (InputError, OSError) as exc:
-            _error(f"cannot write failures file: {exc}")
-
-    summary = {
-        "input": input,
-        "output": str(output),
-        "molecules_ok": n_ok,
-        "molecules_failed": len(report.failures),
-        "conformers_requested": num_confs,
-        "conformers_written": writer.n_conformers,
-        "conformers_dropped": dropped,
-        "failed_file": failed_file,
-        "wall_time_s": round(time.perf_counter() - started, 3),
-    }
     if not quiet:
         for line in _summary_lines(summary):
             typer.echo(line, err=True)
     if json_summary:
         typer.echo(json.dumps(summary))
-    raise typer.Exit(EXIT_FAILURES if report.failures else EXIT_OK)
+    raise typer.Exit(code)
+
+
+@app.command("merge")
+def merge(
+    folder: Annotated[Path, typer.Argument(help="A run folder written by `molgen conformers ... -o FOLDER/`.",
+                                            show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Merged file (.sdf or .sdf.gz).", show_default=False)],
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Merge what is finished even if shards "
+                                                "are missing or unfinished.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Merge the finished chunks of every shard of a run folder into one SDF, and its failure lists.
+
+    Exit code 0 when the run was complete, 1 when something was missing (with --allow-missing), 2 when
+    nothing was written (not a run folder, or missing shards without --allow-missing).
+    """
+    import json
+
+    from molgen.batch.merge import merge_run
+    from molgen.errors import InputError
+
+    try:
+        summary = merge_run(folder, output, allow_missing=allow_missing)
+    except InputError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo(
+        f"merged {summary['chunks']} chunks of {summary['shards']} shard(s): {summary['molecules_ok']} molecules, "
+        f"{summary['conformers']} conformers into {summary['output']}; {summary['molecules_failed']} failed"
+        + (f" (listed in {summary['failed_file']})" if summary["failed_file"] else ""),
+        err=True,
+    )
+    if not summary["complete"]:
+        typer.echo(f"incomplete: missing shards {summary['shards_missing']}, unfinished {summary['shards_unfinished']}",
+                   err=True)
+    if json_summary:
+        typer.echo(json.dumps(summary))
+    raise typer.Exit(EXIT_OK if summary["complete"] else EXIT_FAILURES)
 
 
 @train_app.command("conformers")
@@ -496,14 +427,6 @@ def _configure_logging(level: int) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-
-
-def _set_torch_threads(threads: int) -> None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.set_num_threads(threads)
 
 
 def main() -> None:

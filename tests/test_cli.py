@@ -88,14 +88,17 @@ def test_all_valid_exit_zero_and_json(fake_sampler, tmp_path: Path) -> None:
     smi = tmp_path / "ok.smi"
     smi.write_text("CCO a\nCCN b\n")
     out = tmp_path / "ok.xyz"
-    result = _run("conformers", smi, "-n", "2", "-o", out, "--json", "--seed", "7")
+    result = _run("conformers", smi, "-n", "2", "-o", out, "--json", "--seed", "7", "--threads", "1")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["molecules_ok"] == 2 and summary["molecules_failed"] == 0
     assert summary["conformers_written"] == 4 and summary["failed_file"] is None
     assert not (tmp_path / "ok.failed.csv").exists()
     assert out.read_text().count("conf_id=") == 4
-    assert {c["seed"] for c in fake_sampler.calls} == {7}
+    # each molecule's seed derives from the global seed and its ID (not from its position or shard)
+    from molgen.batch.sharding import molecule_seed
+
+    assert {c["seed"] for c in fake_sampler.calls} == {molecule_seed(7, "a"), molecule_seed(7, "b")}
 
 
 def test_single_smiles_with_options(fake_sampler, tmp_path: Path) -> None:
