@@ -71,13 +71,43 @@ def register_model_type(fmt: str, builder: Builder) -> None:
     _BUILDERS[fmt] = builder
 
 
+def _import_e3nn() -> None:
+    """Import e3nn without importing ``torch._dynamo``.
+
+    e3nn decorates one function with ``torch.compiler.disable`` at import time, which imports
+    ``torch._dynamo`` (about 1 s of start-up for every ``molgen conformers`` run, half of the CLI's
+    start-up). Sampling never compiles, so while e3nn is imported the decorator is the identity; when
+    ``torch._dynamo`` is already loaded (e.g. under ``torch.compile``) nothing is changed.
+    """
+    import sys
+
+    import torch
+
+    if "e3nn.o3" in sys.modules or "torch._dynamo" in sys.modules:
+        return
+    original = torch.compiler.disable
+
+    def _identity(fn: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return fn if fn is not None else (lambda f: f)
+
+    torch.compiler.disable = _identity  # type: ignore[assignment]
+    try:
+        import e3nn.nn  # noqa: F401
+        import e3nn.o3  # noqa: F401
+    finally:
+        torch.compiler.disable = original
+
+
 def _build_torsion(state: dict, device: str) -> tuple[str, Any, Any]:
-    from molgen.diffusion.torus import TorusSchedule
+    _import_e3nn()
+    from molgen.diffusion.torus import TorusSchedule, wrapped_normal_score_norm
     from molgen.models.torsion_denoiser import build_denoiser
 
     module = build_denoiser(state["model_config"])
     module.load_state_dict(state["state_dict"])
     module.eval().to(device)
+    # build the E[score^2] table now: worker processes forked after loading inherit it
+    wrapped_normal_score_norm(1.0)
     return "torsion", module, TorusSchedule.from_dict(state["schedule"])
 
 
