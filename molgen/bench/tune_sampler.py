@@ -86,7 +86,7 @@ def make_config_generator(model_path: str | None, cfg: dict[str, Any], seed: int
     The same call as the benchmark's molgen generator (validation and resampling included), with the
     sampler options of ``cfg`` (``sampler``, ``steps``, ``ode_method``, ``per_structure``, ``sigma_start``).
     """
-    from molgen.bench.conformers import make_molgen_generator
+    from molgen.bench.generators import make_molgen_generator
 
     return make_molgen_generator(
         model=model_path, sampler=cfg["sampler"], steps=cfg["steps"], seed=seed,
@@ -99,12 +99,9 @@ def make_config_generator(model_path: str | None, cfg: dict[str, Any], seed: int
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
-    from molgen.bench.conformers import (
-        benchmark,
-        make_etkdg_generator,
-        select_references,
-        warm_up,
-    )
+    from molgen.bench.generators import make_etkdg_generator, warm_up
+    from molgen.bench.references import select_references
+    from molgen.bench.runner import benchmark
     from molgen.datasets.ccd import load_ccd_ligands
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

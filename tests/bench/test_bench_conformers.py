@@ -1,4 +1,8 @@
-"""Smoke test of the conformer benchmark on hand-made references (no CCD parsing, no model)."""
+"""Smoke tests of the conformer benchmark on hand-made references (no CCD parsing).
+
+The in-process tests use stand-in generators (no model); the end-to-end test runs the real
+``molgen conformers`` and ETKDG baseline commands on three small molecules.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +11,20 @@ import math
 
 import numpy as np
 import pytest
+from bench_molecules import SMILES, references
 from rdkit import Chem
 from rdkit.Chem import rdDistGeom
 
 from molgen.bench import conformers as bench
-
-SMILES = {
-    "IBP": "CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O",  # ibuprofen
-    "BEZ": "OC(=O)c1ccccc1",  # benzoic acid
-    "TYL": "CC(=O)Nc1ccc(O)cc1",  # paracetamol
-}
-
-
-def _references() -> list[bench.Reference]:
-    refs = []
-    for i, (cid, smi) in enumerate(SMILES.items()):
-        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
-        assert rdDistGeom.EmbedMolecule(mol, randomSeed=100 + i) == 0
-        heavy = Chem.RemoveHs(mol)
-        # a different atom order than the SMILES the methods get
-        heavy = Chem.RenumberAtoms(heavy, list(range(heavy.GetNumAtoms()))[::-1])
-        Chem.AssignStereochemistryFrom3D(heavy)
-        refs.append(bench.Reference.from_mol(cid, heavy, pdb_entry="1ABC"))
-    return refs
+from molgen.bench.generators import make_etkdg_generator, make_molgen_generator
+from molgen.bench.memory import run_measured
+from molgen.bench.references import reject_reason, select_references
+from molgen.bench.runner import run_one, summarize
 
 
 def _fake_molgen(seed: int = 7):
     """Stands in for molgen: ETKDG conformers with another seed; fails on benzoic acid."""
-    etkdg = bench.make_etkdg_generator(seed=seed)
+    etkdg = make_etkdg_generator(seed=seed)
 
     def generate(smiles: str, n: int):
         if smiles == Chem.MolToSmiles(Chem.MolFromSmiles(SMILES["BEZ"])):
@@ -45,32 +35,32 @@ def _fake_molgen(seed: int = 7):
 
 
 def test_reject_reason() -> None:
-    ok = _references()[0].mol
-    assert bench.reject_reason(ok) is None
+    ok = references()[0].mol
+    assert reject_reason(ok) is None
     small = Chem.MolFromSmiles("CO")
     rdDistGeom.EmbedMolecule(small, randomSeed=1)
-    assert bench.reject_reason(small) == "heavy_atoms"
+    assert reject_reason(small) == "heavy_atoms"
     metal = Chem.MolFromSmiles("CC(=O)O[Zn]OC(C)=O")
-    assert bench.reject_reason(metal) == "element"
+    assert reject_reason(metal) == "element"
     squashed = Chem.Mol(ok)
     conf = squashed.GetConformer()
     for i in range(squashed.GetNumAtoms()):
         conf.SetAtomPosition(i, (0.0, 0.0, 0.0))
-    assert bench.reject_reason(squashed) == "geometry"
+    assert reject_reason(squashed) == "geometry"
 
 
 def test_select_references_filters_split_and_is_seeded() -> None:
     from molgen.datasets.ccd import CCDLigand
 
-    refs = _references()
+    refs = references()
     ligands = [("XX1", "rdkit: bad"), ("XX2", "heldout")]
     for k, r in enumerate(refs):
         split = "train" if k == 0 else "test"
         ligands.append(CCDLigand(r.id, "1ABC", r.mol, Chem.MolToInchiKey(r.mol), "", split))
     dup = refs[1]
     ligands.append(CCDLigand("DUP", "2ABC", dup.mol, Chem.MolToInchiKey(dup.mol), "", "test"))
-    chosen, stats = bench.select_references(ligands, 1, sample_seed=3)
-    again, _ = bench.select_references(ligands, 1, sample_seed=3)
+    chosen, stats = select_references(ligands, 1, sample_seed=3)
+    again, _ = select_references(ligands, 1, sample_seed=3)
     assert [r.id for r in chosen] == [r.id for r in again]
     assert chosen[0].id in {"BEZ", "TYL"}
     assert stats["n_candidates"] == 2
@@ -80,10 +70,10 @@ def test_select_references_filters_split_and_is_seeded() -> None:
 
 
 def test_benchmark_smoke(tmp_path) -> None:
-    refs = _references()
+    refs = references()
     out = tmp_path / "res"
     report = bench.main(
-        ["--out", str(out), "--ns", "1", "3", "--num-molecules", "3", "--no-progress"],
+        ["--mode", "inprocess", "--out", str(out), "--ns", "1", "3", "--num-molecules", "3", "--no-progress"],
         references=refs,
         generators={"molgen": _fake_molgen()},
     )
@@ -134,7 +124,7 @@ def test_failure_counts_as_infinite() -> None:
         {"id": "b", "min_rmsd": math.inf, "n_conformers": 0, "seconds": 0.1, "error": "x"},
         {"id": "c", "min_rmsd": math.inf, "n_conformers": 0, "seconds": 0.1, "error": "x"},
     ]
-    s = bench.summarize(rows)
+    s = summarize(rows)
     assert s["median_min_rmsd"] is None  # inf: more than half failed
     assert s["mean_min_rmsd"] == pytest.approx(0.5)
     assert s["frac_below_1"] == pytest.approx(1 / 3)
@@ -143,7 +133,7 @@ def test_failure_counts_as_infinite() -> None:
 
 
 def test_etkdg_generator_seeded() -> None:
-    gen = bench.make_etkdg_generator(seed=0, threads=1)
+    gen = make_etkdg_generator(seed=0, threads=1)
     a, b = gen(SMILES["TYL"], 3), gen(SMILES["TYL"], 3)
     assert a.GetNumConformers() == 3
     np.testing.assert_allclose(a.GetConformer(2).GetPositions(), b.GetConformer(2).GetPositions())
@@ -151,11 +141,11 @@ def test_etkdg_generator_seeded() -> None:
 
 def test_molgen_generator_through_api(fake_sampler) -> None:
     """The real molgen path (molgen.api) with the ETKDG stand-in sampler of conftest."""
-    gen = bench.make_molgen_generator(model=None, steps=2, seed=3)
+    gen = make_molgen_generator(model=None, steps=2, seed=3)
     mol = gen(SMILES["TYL"], 2)
     assert mol.GetNumConformers() >= 1
-    ref = _references()[2]
-    row = bench._one(gen, ref, 2, 1000)
+    ref = references()[2]
+    row = run_one(gen, ref, 2, 1000)
     assert row["error"] is None and 0 <= row["min_rmsd"] < 5
 
 
@@ -165,7 +155,7 @@ def test_run_measured_reports_child_peak_rss_not_ours() -> None:
     ballast = bytearray(300 * 2**20)  # make this process big; the child must not inherit it
     ballast[:: 4096] = b"\x01" * len(ballast[:: 4096])
     code = "x = bytearray(60 * 2**20); x[::4096] = b'1' * len(x[::4096]); print('done')"
-    usage = bench.run_measured([sys.executable, "-c", code], timeout=60)
+    usage = run_measured([sys.executable, "-c", code], timeout=60)
     del ballast
     assert usage["exit_code"] == 0 and not usage["timed_out"]
     assert "done" in usage["output_tail"]
