@@ -194,7 +194,7 @@ def generate_conformers(
         option_kwargs: any field of :class:`SamplingOptions`: ``sampler`` (``"ode"``/``"sde"``),
             ``steps``, ``seed`` (≥ 0), ``rms`` (Å), ``optimize`` (``"mmff"``), ``energy_window``
             (kcal/mol), ``max_attempts``, ``conformers_per_structure``, ``max_structures``,
-            ``share_rigid``, ``ode_method``, ``sigma_start`` (radians), ``planar_bonds``,
+            ``rigid_conformers_per_structure``, ``ode_method``, ``sigma_start`` (radians), ``planar_bonds``,
             ``score_scale``; None keeps the default.
         model: model checkpoint path; None for the shipped default model.
         device: torch device of the model: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.

@@ -46,9 +46,9 @@ class SamplingOptions:
             ring conformations) in molecules whose rings can change conformation.
         max_structures: at most this many ETKDG local structures per molecule and sampling round
             (None: no cap).
-        share_rigid: a molecule without flexible rings (every ring aromatic or otherwise without an
-            sp3 ring atom in a ring of 5+ atoms) gets one local structure for all its conformers: its
-            rings have one conformation, and its torsions are drawn afresh for every conformer.
+        rigid_conformers_per_structure: the same for molecules without flexible rings (every ring
+            aromatic or otherwise without an sp3 atom in a ring of 5+ atoms), whose local structures
+            differ only in bond lengths and angles; None: ``conformers_per_structure``.
         rms: Å; drop conformers within this heavy-atom RMSD of a kept one.
         optimize: ``"mmff"`` to relax every conformer with MMFF94, or None.
         energy_window: kcal/mol; drop conformers this far above the lowest (MMFF94), or None.
@@ -65,7 +65,7 @@ class SamplingOptions:
     score_scale: float = 2.0
     conformers_per_structure: int = 2
     max_structures: int | None = None
-    share_rigid: bool = True
+    rigid_conformers_per_structure: int | None = None
     rms: float | None = None
     optimize: str | None = None
     energy_window: float | None = None
@@ -83,6 +83,8 @@ class SamplingOptions:
         positive_int("max_attempts", "sampling rounds")
         if self.max_structures is not None:
             positive_int("max_structures", "ETKDG structures per molecule")
+        if self.rigid_conformers_per_structure is not None:
+            positive_int("rigid_conformers_per_structure", "conformers per ETKDG structure without flexible rings")
         if not _is_int(self.seed) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         choices = {
@@ -123,7 +125,8 @@ class SamplingOptions:
 
     def num_structures(self, n: int, flexible_rings: bool) -> int:
         """ETKDG local structures for ``n`` conformers of a molecule (see the attributes)."""
-        if not flexible_rings and self.share_rigid:
-            return 1
-        k = max(1, -(-n // self.conformers_per_structure))
+        per = self.conformers_per_structure
+        if not flexible_rings and self.rigid_conformers_per_structure is not None:
+            per = self.rigid_conformers_per_structure
+        k = max(1, -(-n // per))
         return min(k, self.max_structures) if self.max_structures else k
