@@ -247,7 +247,8 @@ def conformers(
     Molecules are streamed (read, generate on all cores, write); a molecule that fails is reported
     on stderr and in the failures CSV, and the run goes on. With a folder as output the run is
     written in chunks, resumes when rerun, and can be sharded over a SLURM array or torchrun ranks.
-    Exit code 0 when all succeeded, 1 when some failed, 2 on usage errors, 130/143 when interrupted.
+    Exit code 0 when all succeeded, 1 when some failed, 2 on usage errors or when a worker process died
+    (finished chunks are kept), 130/143 when interrupted.
     """
     glob = ctx.obj or {}
     verbose = verbose or glob.get("verbose", False)
@@ -259,8 +260,9 @@ def conformers(
     from molgen.errors import InputError
 
     _configure_logging(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    from molgen.batch.runner import BatchAborted, BatchConfig, run_batch
+
     try:
-        from molgen.batch.runner import BatchConfig, run_batch
         from molgen.sampling.options import SamplingOptions
 
         options = SamplingOptions.from_kwargs(
@@ -282,6 +284,9 @@ def conformers(
     except InputError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
+    except BatchAborted as exc:
+        _error(str(exc))
+        summary, code = exc.summary, EXIT_USAGE
     except KeyboardInterrupt as exc:
         summary = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
         if summary is None:
@@ -335,8 +340,8 @@ def merge(
         err=True,
     )
     if not summary["complete"]:
-        typer.echo(f"incomplete: missing shards {summary['shards_missing']}, unfinished {summary['shards_unfinished']}",
-                   err=True)
+        typer.echo(f"incomplete: missing shards {summary['shards_missing']}, unfinished {summary['shards_unfinished']}, "
+                   f"made with other settings {summary['shards_stale']}", err=True)
     if json_summary:
         typer.echo(json.dumps(summary))
     raise typer.Exit(EXIT_OK if summary["complete"] else EXIT_FAILURES)

@@ -2,22 +2,27 @@
 
 Chunks are taken shard by shard, chunk by chunk, from the manifests (only finished chunks count); the
 merged SDF (``.sdf`` or ``.sdf.gz``) and a merged failure list are written atomically. What is missing
-is reported: shards without a folder (never started), and shards whose run did not finish (their
-``summary.json`` is missing or records an interruption, or chunk numbers have gaps).
+is reported: shards without a folder (never started), shards whose run did not finish (their
+``summary.json`` is missing or records an interruption, or finished chunks are missing), and shards that
+hold chunks made with other settings than the run (left from before an ``--overwrite``; never merged).
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from molgen.atomic import open_atomic
-from molgen.batch.output import FAILURE_COLUMNS, RUN_FILE, read_manifest
+from molgen.batch.output import (
+    RUN_FILE,
+    default_failed_path,
+    read_manifest,
+    read_run_file,
+    write_failures,
+)
 from molgen.chem.writers import output_format
 from molgen.errors import InputError
 
@@ -45,8 +50,8 @@ def merge_run(folder: str | Path, output: str | Path, *, allow_missing: bool = F
     """Merge a run folder into ``output``.
 
     Returns:
-        ``{"output", "failed_file", "shards", "shards_missing", "shards_unfinished", "chunks",
-        "molecules_ok", "molecules_failed", "conformers", "complete"}``.
+        ``{"output", "failed_file", "shards", "shards_missing", "shards_unfinished", "shards_stale",
+        "chunks", "molecules_ok", "molecules_failed", "conformers", "complete"}``.
 
     Raises:
         InputError: not a run folder, a bad output name, or something missing without ``allow_missing``
@@ -55,28 +60,39 @@ def merge_run(folder: str | Path, output: str | Path, *, allow_missing: bool = F
     folder, output = Path(folder), Path(output)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
-    if not (folder / RUN_FILE).exists():
-        raise InputError(f"{folder} has no {RUN_FILE}: not a molgen run folder")
+    run = read_run_file(folder / RUN_FILE)
+    if run is None:
+        raise InputError(f"{folder} has no readable {RUN_FILE}: not a molgen run folder")
     fmt, gz = output_format(output)
     if fmt != "sdf":
         raise InputError(f"cannot merge into {output}: chunks are SDF, name the output .sdf or .sdf.gz")
     count, shards = _shards(folder)
     missing = [i for i in range(count) if i not in shards]
-    unfinished, manifests = [], {}
+    unfinished, stale, manifests = [], [], {}
     for index, path in shards.items():
+        own = path / RUN_FILE
+        if own.exists() and read_run_file(own) != run:
+            stale.append(index)  # chunks of an earlier run, restarted with --overwrite since
+            continue
         done = read_manifest(path)
         manifests[index] = done
-        summary = path / "summary.json"
-        finished = summary.exists() and not json.loads(summary.read_text()).get("interrupted")
-        if not finished or (done and sorted(done) != list(range(max(done) + 1))):
+        summary = read_run_file(path / "summary.json")
+        finished = summary is not None and not summary.get("interrupted")
+        expected = summary.get("chunks") if finished else None
+        if expected is None and done:
+            expected = max(done) + 1
+        if not finished or sorted(done) != list(range(expected or 0)):
             unfinished.append(index)
-    complete = not missing and not unfinished
+    complete = not missing and not unfinished and not stale
     if not complete and not allow_missing:
         parts = []
         if missing:
             parts.append(f"{len(missing)} shard(s) never started: {_ranges(missing)}")
         if unfinished:
-            parts.append(f"{len(unfinished)} shard(s) unfinished: {_ranges(unfinished)}")
+            parts.append(f"{len(unfinished)} shard(s) unfinished: {_ranges(sorted(unfinished))}")
+        if stale:
+            parts.append(f"{len(stale)} shard(s) hold chunks made with other settings than {RUN_FILE} (from "
+                         f"before an --overwrite; rerun them with --overwrite): {_ranges(sorted(stale))}")
         raise InputError(f"{folder}: " + "; ".join(parts) + ". Rerun them, or pass --allow-missing")
     n_chunks = n_ok = n_fail = n_conf = 0
     failures: list[list[str]] = []
@@ -93,19 +109,18 @@ def merge_run(folder: str | Path, output: str | Path, *, allow_missing: bool = F
                 n_fail += len(rec.failures)
                 n_conf += rec.conformers
                 failures.extend(rec.failures)
-    stem = output.name[: -len(".gz")] if gz else output.name
-    failed_path = output.with_name(f"{Path(stem).stem}.failed.csv")
+    failed_path = default_failed_path(output)
     if failures:
-        with open_atomic(failed_path) as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(FAILURE_COLUMNS)
-            writer.writerows(failures)
+        write_failures(failed_path, failures)
+    else:
+        failed_path.unlink(missing_ok=True)  # from an earlier merge: it would list old failures
     return {
         "output": str(output),
         "failed_file": str(failed_path) if failures else None,
         "shards": count,
         "shards_missing": missing,
         "shards_unfinished": sorted(unfinished),
+        "shards_stale": sorted(stale),
         "chunks": n_chunks,
         "molecules_ok": n_ok,
         "molecules_failed": n_fail,

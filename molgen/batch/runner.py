@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,10 +36,21 @@ from molgen.cluster import RankInfo, available_cpus, resolve_device
 from molgen.errors import InputError
 from molgen.sampling.options import SamplingOptions
 
-__all__ = ["BatchConfig", "default_threads", "run_batch"]
+__all__ = ["BatchAborted", "BatchConfig", "default_threads", "run_batch"]
 
 #: heavy atoms assumed per molecule when sizing units before parsing (drug-like average)
 _HEAVY_ATOMS_GUESS = 25
+#: seconds between checks that the worker processes are alive while waiting for a result
+_WORKER_CHECK_S = 1.0
+
+
+class BatchAborted(Exception):
+    """The run could not go on (a worker process died, e.g. killed for memory); the chunks finished so
+    far are kept and a rerun resumes. ``summary`` is the run's summary (``interrupted`` says why)."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -96,17 +108,33 @@ _WORK: WorkConfig | None = None
 _SEED = 0
 
 
-def _init_worker(config: WorkConfig, seed: int) -> None:
+def _init_worker(config: WorkConfig, seed: int, parent: int) -> None:
     global _WORK, _SEED
     _WORK, _SEED = config, seed
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
     try:
         import torch
 
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: have the kernel kill this worker when the main process dies, even by SIGKILL (otherwise the
+    worker finishes its unit, then fails to send it back)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover
+        return
+    if os.getppid() != parent:  # the main process died before prctl
+        os._exit(1)
 
 
 def _work(records: list[RawRecord]) -> list[MoleculeOutcome]:
@@ -123,9 +151,15 @@ class _Unit:
     outcomes: list[MoleculeOutcome] | None = None  # ready (duplicates) or filled from the future
     future: Any = None
     records: list[RawRecord] = field(default_factory=list)
+    last: bool = False  # holds the last record of its chunk: the chunk is written once this is back
 
 
-class _Terminated(Exception):
+class _Terminated(BaseException):
+    """SIGTERM, raised wherever the main process is; not an Exception, so that no ``except Exception``
+    around one molecule's work (which runs in this process with one thread or a GPU) swallows it."""
+
+
+class _WorkerDied(Exception):
     pass
 
 
@@ -173,12 +207,14 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
         say: where messages go (default: stderr).
 
     Returns:
-        ``{"input", "output", "shard", "molecules_ok", "molecules_failed", "molecules_skipped",
-        "conformers_written", "conformers_dropped", "failed_file", "wall_time_s", "molecules_per_s",
-        "conformers_per_s", "peak_rss_mib", "threads", "device", "interrupted"}``.
+        ``{"input", "output", "shard", "molecules_ok", "molecules_failed", "molecules_skipped", "chunks"
+        (the shard's chunk count; None when interrupted), "conformers_written", "conformers_dropped",
+        "failed_file", "wall_time_s", "molecules_per_s", "conformers_per_s", "peak_rss_mib", "threads",
+        "device", "interrupted"}``.
 
     Raises:
-        InputError: problems with the input as a whole, the output, the options or the model.
+        InputError: problems with the input as a whole, the output (one file written by several torchrun /
+            srun ranks), the options or the model.
     """
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
     from molgen.api import load_model
@@ -203,6 +239,11 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
             overwrite=config.overwrite,
         )
     else:
+        if rank.world_size > 1:
+            raise InputError(
+                f"{rank.world_size} ranks (torchrun / srun) would all write {config.output}: give a folder as "
+                "output (-o out/), each rank writes its own shard of it"
+            )
         if config.gzip and not str(config.output).endswith(".gz"):
             raise InputError("--gzip applies to folder output; for one file name it .sdf.gz")
         sink = FileSink(Path(config.output), config.failed)
@@ -218,18 +259,19 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
     per_unit = max(1, min(64, (config.batch_atoms or 4096) // (config.options.n * _HEAVY_ATOMS_GUESS)))
     done_chunks = sink.done_chunks()
     stats = {"skipped": 0, "drops": {}}
-    interrupted = None
+    interrupted = aborted = None
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated(signal.Signals(signum).name)
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
+    main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread only
+    old_term = signal.signal(signal.SIGTERM, on_term) if main_thread else None
     pool = None
     ok = False
     try:
         if use_pool:
             ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            pool = ctx.Pool(threads, initializer=_init_worker, initargs=(work, config.options.seed))
+            pool = ctx.Pool(threads, initializer=_init_worker, initargs=(work, config.options.seed, os.getpid()))
         else:
             _init_local(work, config.options.seed)
         units = _units(records, shard, config.chunk_size, per_unit, done_chunks, stats)
@@ -238,8 +280,11 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
         ok = True
     except (_Terminated, KeyboardInterrupt) as exc:
         interrupted = str(exc) or "KeyboardInterrupt"
+    except _WorkerDied as exc:
+        interrupted = aborted = str(exc)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
         if pool is not None:
             if ok:
                 pool.close()
@@ -256,6 +301,7 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
         "molecules_ok": progress.ok,
         "molecules_failed": progress.failed,
         "molecules_skipped": stats["skipped"],
+        "chunks": stats.get("chunks") if ok else None,
         "conformers_requested": config.options.n,
         "conformers_written": progress.conformers,
         "conformers_dropped": dict(sorted(stats["drops"].items())),
@@ -271,6 +317,8 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
     }
     if isinstance(sink, FolderSink):
         sink.write_summary(summary)
+    if aborted:
+        raise BatchAborted(aborted, summary)
     if interrupted:
         raise KeyboardInterrupt(summary)
     return summary
@@ -283,7 +331,8 @@ def _init_local(work: WorkConfig, seed: int) -> None:
 
 def _units(records: Iterator[RawRecord], shard: ShardSpec, chunk_size: int, per_unit: int,
            done_chunks: set[int], stats: dict[str, Any]) -> Iterator[_Unit]:
-    """Cut the shard's records into units (never spanning two chunks); duplicates become ready units."""
+    """Cut the shard's records into units (never spanning two chunks; the unit that ends a chunk is marked
+    ``last``); duplicates become ready units."""
     seen: dict[int, str] = {}
     position = 0
     current: _Unit | None = None
@@ -292,6 +341,7 @@ def _units(records: Iterator[RawRecord], shard: ShardSpec, chunk_size: int, per_
             continue
         chunk = position // chunk_size
         position += 1
+        ends_chunk = position % chunk_size == 0
         key = stable_hash(raw.name)
         first = seen.get(key)
         if first is None:
@@ -308,25 +358,55 @@ def _units(records: Iterator[RawRecord], shard: ShardSpec, chunk_size: int, per_
                 current = None
             dup = MoleculeOutcome(raw.name, raw.source, raw.text if raw.kind != "sdf" else "",
                                   error=f"duplicate ID {raw.name!r} (first at {first}); skipped")
-            yield _Unit(chunk, outcomes=[dup])
+            yield _Unit(chunk, outcomes=[dup], last=ends_chunk)
             continue
         if current is None:
             current = _Unit(chunk)
         current.records.append(raw)
+        if ends_chunk:
+            current.last = True
+            yield current
+            current = None
     if current is not None:
         yield current
+    stats["chunks"] = -(-position // chunk_size)
+
+
+def _exit_reason(code: int) -> str:
+    """``killed by SIGKILL, out of memory?`` / ``exit code 3``."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", out of memory?" if -code == signal.SIGKILL else "")
+    return f"exit code {code}"
 
 
 def _drive(units: Iterator[_Unit], pool: Any, sink: FileSink | FolderSink, progress: Progress,
            stats: dict[str, Any], *, max_in_flight: int, verbose: bool) -> None:
-    """Submit units with a bounded number in flight; write each chunk once all its units are back."""
+    """Submit units with a bounded number in flight; write each chunk as soon as all its units are back."""
     pending: deque[_Unit] = deque()
     chunk_index: int | None = None
     chunk_outcomes: list[MoleculeOutcome] = []
+    workers = list(getattr(pool, "_pool", []))  # the processes; a dead one would never send its unit back
+
+    def result(unit: _Unit) -> list[MoleculeOutcome]:
+        while True:
+            try:
+                return unit.future.get(timeout=_WORKER_CHECK_S)
+            except mp.TimeoutError:
+                codes = [w.exitcode for w in workers if w.exitcode is not None]
+                if codes:
+                    raise _WorkerDied(
+                        f"a worker process died ({_exit_reason(codes[0])}) during chunk {unit.chunk}; the chunks "
+                        "finished so far are kept, rerun the same command to resume (with fewer --threads, a "
+                        "smaller --batch-atoms or --max-heavy-atoms if memory ran out)"
+                    ) from None
 
     def collect(unit: _Unit) -> None:
         nonlocal chunk_index, chunk_outcomes
-        outcomes = unit.outcomes if unit.outcomes is not None else unit.future.get()
+        outcomes = unit.outcomes if unit.outcomes is not None else result(unit)
         if chunk_index is not None and unit.chunk != chunk_index:
             sink.write_chunk(chunk_index, chunk_outcomes)
             chunk_outcomes = []
@@ -342,6 +422,9 @@ def _drive(units: Iterator[_Unit], pool: Any, sink: FileSink | FolderSink, progr
                 progress.write(f"ok {o.source} ({o.name}): {o.n_conformers} conformers{note}")
         progress.update(sum(o.ok for o in outcomes), sum(not o.ok for o in outcomes),
                         sum(o.n_conformers for o in outcomes))
+        if unit.last:
+            sink.write_chunk(unit.chunk, chunk_outcomes)
+            chunk_index, chunk_outcomes = None, []
 
     for unit in units:
         if unit.outcomes is None:

@@ -17,6 +17,7 @@ from rdkit import Chem, rdBase
 from molgen.batch.sharding import molecule_seed
 from molgen.chem.readers import RawRecord, parse_raw_record
 from molgen.chem.writers import format_conformers
+from molgen.errors import MoleculeError
 from molgen.sampling.options import SamplingOptions
 
 __all__ = ["MoleculeOutcome", "WorkConfig", "largest_fragment", "run_unit"]
@@ -96,6 +97,49 @@ def _model(config: WorkConfig) -> Any:
     return _MODEL[key]
 
 
+def _unexpected(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _prepare(config: WorkConfig, raw: RawRecord) -> tuple[MoleculeOutcome, Chem.Mol | None]:
+    """The outcome of one record so far, and its molecule when it is to be sampled."""
+    try:
+        rec = parse_raw_record(raw)
+    except Exception as exc:  # noqa: BLE001 - one record must not stop the others
+        return MoleculeOutcome(raw.name, raw.source, raw.text if raw.kind != "sdf" else "",
+                               error=f"cannot read: {_unexpected(exc)}"), None
+    out = MoleculeOutcome(raw.name, raw.source, rec.raw or raw.text if raw.kind != "sdf" else (rec.raw or ""))
+    if rec.mol is None:
+        out.error = (rec.error or "unreadable").removeprefix(f"{raw.source} ({raw.name}): ")
+        return out, None
+    mol = rec.mol
+    try:
+        if not config.keep_salts:
+            mol, out.note = largest_fragment(mol)
+    except Exception as exc:  # noqa: BLE001
+        out.error = f"cannot split fragments: {_unexpected(exc)}"
+        return out, None
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy > config.max_heavy_atoms:
+        out.error = f"too large: {heavy} heavy atoms (limit {config.max_heavy_atoms}, --max-heavy-atoms)"
+        return out, None
+    return out, mol
+
+
+def _sample(config: WorkConfig, mols: list[Chem.Mol], seeds: list[int]) -> list[Any]:
+    """:func:`generate_many` of the molecules; when the packed call fails as a whole (a sampler error,
+    memory), each molecule again on its own, so that only the molecule at fault fails."""
+    from molgen.sampling.pipeline import generate_many
+
+    try:
+        return generate_many(mols, config.options, model=_model(config), seeds=seeds,
+                             batch_atoms=config.batch_atoms, num_threads=1)
+    except Exception as exc:  # noqa: BLE001 - one molecule must not stop the others
+        if len(mols) == 1:
+            return [exc]
+        return [_sample(config, [m], [s])[0] for m, s in zip(mols, seeds)]
+
+
 def run_unit(config: WorkConfig, records: list[RawRecord], seed: int) -> list[MoleculeOutcome]:
     """Parse, check, sample and format the molecules of ``records`` (in order).
 
@@ -104,42 +148,32 @@ def run_unit(config: WorkConfig, records: list[RawRecord], seed: int) -> list[Mo
         records: raw input records.
         seed: the global seed; each molecule's seed is :func:`molecule_seed` of it and its ID.
     """
-    from molgen.sampling.pipeline import generate_many
-
     blocker = rdBase.BlockLogs()
     outcomes: list[MoleculeOutcome] = []
     mols, slots, seeds = [], [], []
     for raw in records:
-        rec = parse_raw_record(raw)
-        out = MoleculeOutcome(raw.name, raw.source, rec.raw or raw.text if raw.kind != "sdf" else (rec.raw or ""))
+        out, mol = _prepare(config, raw)
         outcomes.append(out)
-        if rec.mol is None:
-            out.error = (rec.error or "unreadable").removeprefix(f"{raw.source} ({raw.name}): ")
-            continue
-        mol = rec.mol
-        if not config.keep_salts:
-            mol, out.note = largest_fragment(mol)
-        heavy = mol.GetNumHeavyAtoms()
-        if heavy > config.max_heavy_atoms:
-            out.error = f"too large: {heavy} heavy atoms (limit {config.max_heavy_atoms}, --max-heavy-atoms)"
-            continue
-        mols.append(mol)
-        slots.append(out)
-        seeds.append(molecule_seed(seed, raw.name))
+        if mol is not None:
+            mols.append(mol)
+            slots.append(out)
+            seeds.append(molecule_seed(seed, raw.name))
     if mols:
         import torch
 
         if torch.get_num_threads() != 1 and config.device == "cpu":
             torch.set_num_threads(1)
-        results = generate_many(mols, config.options, model=_model(config), seeds=seeds,
-                                batch_atoms=config.batch_atoms, num_threads=1)
-        for out, result in zip(slots, results):
+        for out, result in zip(slots, _sample(config, mols, seeds)):
             if isinstance(result, Exception):
-                message = str(result) or type(result).__name__
+                message = str(result) if isinstance(result, MoleculeError) and str(result) else _unexpected(result)
                 out.error = message.removeprefix(f"{out.name}: ")
+                continue
+            try:
+                out.text = format_conformers(result, config.fmt)
+            except Exception as exc:  # noqa: BLE001
+                out.error = f"cannot write conformers: {_unexpected(exc)}"
                 continue
             out.n_conformers = result.GetNumConformers()
             out.drops = json.loads(result.GetProp("molgen_drop_reasons"))
-            out.text = format_conformers(result, config.fmt)
     del blocker
     return outcomes
