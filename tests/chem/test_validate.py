@@ -200,3 +200,174 @@ def test_validation_is_fast() -> None:
         validator.validate(x)
     per_conf = (time.perf_counter() - start) / len(coords)
     assert per_conf < 5e-3  # typically ~0.1 ms; generous for loaded CI machines
+
+
+# -- the checks that reproduce PoseBusters' conformer checks --------------------------------------
+
+
+def _set_dihedrals(mol: Chem.Mol, quads: list[tuple[int, int, int, int]], degrees: list[float]) -> np.ndarray:
+    conf = Chem.Conformer(mol.GetConformer(0))
+    for quad, deg in zip(quads, degrees):
+        rdMolTransforms.SetDihedralDeg(conf, *quad, float(deg))
+    return conf.GetPositions()
+
+
+def syn_pentane() -> tuple[Chem.Mol, np.ndarray, np.ndarray]:
+    """Pentane: 5 ETKDG conformers and one driven to g+g- (60°, -60°): no heavy atoms collide,
+    but hydrogens of C0 and C4 overlap (UFF energy ~1e5 x the relaxed one)."""
+    mol, coords = _embed("CCCCC")
+    return mol, coords, _set_dihedrals(mol, [(0, 1, 2, 3), (1, 2, 3, 4)], [60.0, -60.0])
+
+
+def twisted_alkene() -> tuple[Chem.Mol, np.ndarray, np.ndarray]:
+    """Tetramethylethylene with the C=C twisted by 60° (bond lengths and angles unchanged)."""
+    mol, coords = _embed("CC(C)=C(C)C")
+    return mol, coords, _set_dihedrals(mol, [(0, 1, 3, 4)], [60.0])
+
+
+def flat_cyclohexane() -> tuple[Chem.Mol, np.ndarray, np.ndarray]:
+    """Cyclohexane with every ring atom (and its hydrogens) projected onto the mean ring plane."""
+    mol, coords = _embed("C1CCCCC1")
+    x = coords[0].copy()
+    centre = x[:6].mean(axis=0)
+    normal = np.linalg.svd(x[:6] - centre)[2][2]
+    for a in range(6):
+        moving = [a] + [
+            n.GetIdx() for n in mol.GetAtomWithIdx(a).GetNeighbors() if n.GetAtomicNum() == 1
+        ]
+        x[moving] -= np.dot(x[a] - centre, normal) * normal
+    return mol, coords, x
+
+
+def curled_hexane() -> tuple[Chem.Mol, np.ndarray, np.ndarray]:
+    """Hexane with all-syn torsions: C0 and C5 collide (see test_heavy_atom_clash_fails)."""
+    mol, coords = _embed("CCCCCC")
+    return mol, coords, _set_dihedrals(mol, [(0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5)], [0.0] * 3)
+
+
+def test_new_reasons_are_appended_in_order() -> None:
+    assert REASONS[:6] == ("nonfinite", "stereo", "bond_length", "bond_angle", "clash", "planarity")
+    assert REASONS[6:] == ("internal_clash", "double_bond_planarity", "flat_ring", "internal_energy")
+
+
+def test_hydrogen_overlap_fails_internal_energy() -> None:
+    mol, coords, bad = syn_pentane()
+    validator = ConformerValidator(mol)
+    assert all(r.ok for r in validator.validate_many(coords))
+    assert validator.validate(bad) == ValidationResult(False, "internal_energy")
+    failed = {k for k, v in ConformerValidator(mol).failures(bad[None]).items() if v[0]}
+    assert failed == {"internal_energy"}  # no heavy-atom check sees it
+    energy = validator.uff_energies(bad[None])[0]
+    assert energy / validator.compute_reference_energy() > 1000
+
+
+def test_energy_reference_from_a_strained_start_is_recomputed() -> None:
+    # a validator whose first stack is the broken conformer alone: the quick estimate from that
+    # start is not trusted, the full minimisation relaxes the overlap, the conformer still fails
+    mol, coords, bad = syn_pentane()
+    validator = ConformerValidator(mol)
+    assert validator.validate(bad) == ValidationResult(False, "internal_energy")
+    assert validator.quick_energy is None and validator.reference_energy is not None
+    assert validator.reference_energy < 20.0  # kcal/mol, relaxed pentane
+    assert all(r.ok for r in validator.validate_many(coords))
+
+
+def test_quick_energy_estimate_decides_clear_cases_and_defers_close_ones() -> None:
+    mol, coords, bad = syn_pentane()
+    validator = ConformerValidator(mol)
+    validator.validate_many(coords)
+    # clear cases: the 200-step reference is not needed
+    assert validator.quick_energy is not None and validator.reference_energy is None
+    assert validator.validate(bad).reason == "internal_energy"
+    assert validator.reference_energy is None
+    # a ratio between quick_gate x and 1 x the threshold needs the full reference
+    ratio = validator.uff_energies(coords).max() / validator.quick_energy
+    close = ConformerValidator(mol, energy_ratio=ratio / 0.6)
+    assert all(r.ok for r in close.validate_many(coords))
+    assert close.quick_energy == validator.quick_energy
+    assert close.reference_energy is not None
+    assert close.reference_energy <= close.quick_energy
+    # same verdicts with the quick stage switched off
+    full = ConformerValidator(mol, quick_iters=0)
+    both = np.concatenate([coords, bad[None]])
+    assert full.validate_many(both) == ConformerValidator(mol).validate_many(both)
+    assert full.quick_energy is None and full.reference_energy is not None
+
+
+def test_given_reference_energy_is_used() -> None:
+    mol, coords = _embed("CCCCC")
+    energy = ConformerValidator(mol).uff_energies(coords[:1])[0]
+    validator = ConformerValidator(mol, reference_energy=energy / 150.0)
+    assert validator.validate(coords[0]) == ValidationResult(False, "internal_energy")
+    assert ConformerValidator(mol, reference_energy=energy / 50.0).validate(coords[0]).ok
+
+
+def test_twisted_double_bond_fails() -> None:
+    mol, coords, bad = twisted_alkene()
+    validator = ConformerValidator(mol)
+    assert all(r.ok for r in validator.validate_many(coords))
+    assert validator.validate(bad) == ValidationResult(False, "double_bond_planarity")
+
+
+def test_flat_saturated_ring_fails() -> None:
+    mol, coords, bad = flat_cyclohexane()
+    # flattening also opens the ring's angles; widen that tolerance to see this check alone
+    validator = ConformerValidator(mol, angle_tol=1.0)
+    assert all(r.ok for r in validator.validate_many(coords))
+    assert validator.validate(bad) == ValidationResult(False, "flat_ring")
+    assert ConformerValidator(mol).validate(bad).reason == "bond_angle"
+
+
+def test_internal_clash_uses_distance_geometry_lower_bounds() -> None:
+    mol, coords, bad = curled_hexane()
+    # the older, vdW-radius clash check fires first; switched off, the new one catches it
+    validator = ConformerValidator(mol, clash_scale=0.0)
+    assert all(r.ok for r in validator.validate_many(coords))
+    assert validator.validate(bad) == ValidationResult(False, "internal_clash")
+    # 1-4 heavy pairs are included (as in PoseBusters), bonds and angles are not
+    assert validator._ic_idx.shape[1] == 6  # C0-C3, C0-C4, C0-C5, C1-C4, C1-C5, C2-C5
+
+
+@pytest.mark.parametrize("smiles", DRUG_LIKE[:6])
+def test_failures_agrees_with_validate_many(smiles: str) -> None:
+    mol, coords = _embed(smiles, n=4)
+    broken = coords.copy()
+    broken[1, 0] += 5.0  # one atom pulled away: bonds and more fail
+    failures = ConformerValidator(mol).failures(broken)
+    assert set(failures) == set(REASONS)
+    results = ConformerValidator(mol).validate_many(broken)
+    for k, result in enumerate(results):
+        failed = [r for r in REASONS if failures[r][k]]
+        assert (failed[0] if failed else None) == result.reason
+
+
+def test_posebusters_checks_can_be_switched_off() -> None:
+    mol, _, bad = syn_pentane()
+    validator = ConformerValidator(mol, posebusters_checks=False)
+    assert validator.validate(bad).ok and not validator.energy_checked
+
+
+def test_validation_with_energy_is_fast() -> None:
+    mol, coords = _embed(DRUG_LIKE[4], n=10)  # oseltamivir, 50 atoms
+    validator = ConformerValidator(mol)
+    start = time.perf_counter()
+    validator.validate_many(coords[:5])  # includes the energy reference (quick estimate)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    validator.validate_many(coords)
+    per_conf = (time.perf_counter() - start) / len(coords)
+    assert first < 0.2  # typically ~6 ms
+    assert per_conf < 2e-3  # typically ~0.05 ms
+
+
+def test_core_import_does_not_load_posebusters() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, molgen.chem.validate as v; "
+        "v.ConformerValidator(__import__('rdkit.Chem', fromlist=['x']).AddHs("
+        "__import__('rdkit.Chem', fromlist=['x']).MolFromSmiles('CCO'))); "
+        "assert 'posebusters' not in sys.modules and 'pandas' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
