@@ -33,10 +33,10 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
         {"rigid_conformers_per_structure": 1000},
     ],
     "cap": [
-        {},
-        {"max_structures": 10},
-        {"max_structures": 5},
-        {"max_structures": 5, "rigid_conformers_per_structure": 25},
+        {"rigid_conformers_per_structure": 5},
+        {"rigid_conformers_per_structure": 5, "max_structures": 10},
+        {"rigid_conformers_per_structure": 5, "max_structures": 5},
+        {"rigid_conformers_per_structure": 10, "max_structures": 5},
     ],
     "steps": [
         {"steps": 8},
