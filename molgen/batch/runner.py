@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ __all__ = ["BatchAborted", "BatchConfig", "default_threads", "run_batch"]
 _HEAVY_ATOMS_GUESS = 25
 #: seconds between checks that the worker processes are alive while waiting for a result
 _WORKER_CHECK_S = 1.0
+#: seconds between a worker's checks that the main process is alive
+_PARENT_CHECK_S = 1.0
+#: seconds that closing or terminating the worker pool may take before its workers are killed
+_POOL_STOP_S = 20.0
 
 
 class BatchAborted(Exception):
@@ -123,18 +128,20 @@ def _init_worker(config: WorkConfig, seed: int, parent: int) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Linux: have the kernel kill this worker when the main process dies, even by SIGKILL (otherwise the
-    worker finishes its unit, then fails to send it back)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+    """End this worker within a second of the main process's death, even by SIGKILL (otherwise it would
+    finish its unit, then fail to send it back).
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover
-        return
-    if os.getppid() != parent:  # the main process died before prctl
+    A watching thread, not the kernel's PR_SET_PDEATHSIG: that fires when the parent *thread* ends, and a
+    worker that the pool starts to replace a dead one is forked by the pool's handler thread, which ends
+    at shutdown, killing the worker while it may hold the pool's task-pipe lock.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_S)
         os._exit(1)
+
+    threading.Thread(target=watch, name="molgen-parent-watch", daemon=True).start()
 
 
 def _work(records: list[RawRecord]) -> list[MoleculeOutcome]:
@@ -286,11 +293,7 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
         if main_thread:
             signal.signal(signal.SIGTERM, old_term)
         if pool is not None:
-            if ok:
-                pool.close()
-            else:
-                pool.terminate()
-            pool.join()
+            _stop_pool(pool, ok)
         progress.close()
         sink.close(ok)
     wall = progress.elapsed
@@ -322,6 +325,33 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
     if interrupted:
         raise KeyboardInterrupt(summary)
     return summary
+
+
+def _stop_pool(pool: Any, finished: bool) -> None:
+    """Close (all work done) or terminate the pool, in bounded time.
+
+    Both wait on the pool's task-pipe lock, which an idle worker holds while it waits for a task: one
+    killed from outside meanwhile (the OOM killer, a SIGTERM to every process of a job) holds it forever.
+    After ``_POOL_STOP_S`` the workers are killed instead and the stuck shutdown is left behind (also a
+    ``terminate()``, so that the pool's exit handler does not get stuck in it again at interpreter exit).
+    """
+
+    def stop() -> None:
+        if finished:
+            pool.close()
+        else:
+            pool.terminate()
+        pool.join()
+
+    stopper = threading.Thread(target=stop, name="molgen-pool-stop", daemon=True)
+    stopper.start()
+    stopper.join(_POOL_STOP_S)
+    if stopper.is_alive():
+        if finished:
+            threading.Thread(target=pool.terminate, name="molgen-pool-stop", daemon=True).start()
+        for worker in list(getattr(pool, "_pool", [])):
+            if worker.exitcode is None:
+                worker.kill()
 
 
 def _init_local(work: WorkConfig, seed: int) -> None:

@@ -178,3 +178,27 @@ def test_sigterm_in_the_main_process_is_not_taken_for_a_molecule_error(fake_samp
     fake_sampler.perturb = None
     result = cli(*args, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["molecules_skipped"] == 3
+
+
+def test_pool_shutdown_is_bounded_when_a_worker_died_holding_the_task_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle worker holds the pool's task-pipe lock; killed from outside (OOM killer, a SIGTERM to
+    the whole job), it never releases it and Pool.terminate() would wait forever."""
+    import multiprocessing as mp
+    import threading
+
+    from molgen.batch import runner
+
+    monkeypatch.setattr(runner, "_POOL_STOP_S", 1.0)
+    pool = mp.get_context("fork").Pool(2)
+    pool.apply(os.getpid)
+    time.sleep(0.3)  # both workers waiting for a task, one of them holding the lock
+    for worker in list(pool._pool):
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(30)
+    stopper = threading.Thread(target=runner._stop_pool, args=(pool, False), daemon=True)
+    stopper.start()
+    stopper.join(120)
+    assert not stopper.is_alive()
+    for worker in list(pool._pool):  # the replacements the pool started were killed too
+        worker.join(30)
+        assert not worker.is_alive()
