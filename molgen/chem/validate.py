@@ -76,6 +76,11 @@ vectorised over the conformer stack; posebusters itself is not imported
     100, PoseBusters' ``threshold_energy_ratio`` in ``mol.yml``). The ratio is taken as
     PoseBusters takes it: ``E / E_ref``, passing iff ``<= energy_ratio`` (a zero ``E_ref`` is
     clipped to 1e-10); a NaN ratio fails. Skipped when UFF has no parameters for the molecule.
+    One departure: a conformer less than ``energy_margin`` (10 kcal/mol) above ``E_ref`` passes
+    whatever the ratio. For drug-like molecules a ratio of 100 means thousands of kcal/mol, so
+    the margin never decides; for very small molecules (methane, CHF3, CH2Cl2) the relaxed energy
+    is near zero and any conformer, ETKDG's included, has a huge ratio: PoseBusters fails them all,
+    molgen delivers them.
 
     PoseBusters' reference is the mean UFF energy of an ensemble of 50 ETKDGv3 conformers
     (seed 42, from the molecule's InChI), each UFF-minimised for at most 200 steps; that costs
@@ -203,6 +208,8 @@ class ConformerValidator:
         flat_ring_tol: Å, a checked non-aromatic 6-ring needs an atom at least this far from
             its plane.
         energy_ratio: maximum ratio of a conformer's UFF energy to the reference energy.
+        energy_margin: kcal/mol; a conformer within this much of the reference energy passes whatever
+            its ratio (molecules whose relaxed UFF energy is near zero, such as methane).
         reference_energy: kcal/mol, the reference UFF energy ``E_ref``; None: computed from the
             first conformers that reach the energy check (see the module docstring).
         reference_max_iters: UFF minimisation iterations for the reference energy.
@@ -242,6 +249,7 @@ class ConformerValidator:
         double_bond_tol: float = 0.25,
         flat_ring_tol: float = 0.05,
         energy_ratio: float = 100.0,
+        energy_margin: float = 10.0,
         reference_energy: float | None = None,
         reference_max_iters: int = 200,
         quick_iters: int = 20,
@@ -258,6 +266,7 @@ class ConformerValidator:
         self.double_bond_tol = float(double_bond_tol)
         self.flat_ring_tol = float(flat_ring_tol)
         self.energy_ratio = float(energy_ratio)
+        self.energy_margin = float(energy_margin)
         self.reference_max_iters = int(reference_max_iters)
         self.quick_iters = int(quick_iters)
         self.quick_gate = float(quick_gate)
@@ -663,9 +672,10 @@ class ConformerValidator:
                 # quick_gate x the threshold passes as long as the remaining steps lower the
                 # energy by less than 1 / quick_gate (measured: at most 2.9x for 20 -> 200).
                 ratio = energies / self.quick_energy
-                fail = ~(ratio <= self.energy_ratio)
+                # E - E_ref >= E - E_quick: above the margin against E_quick is above it against E_ref
+                fail = ~(ratio <= self.energy_ratio) & ~(energies - self.quick_energy <= self.energy_margin)
                 if (fail | (ratio <= self.energy_ratio * self.quick_gate)).all():
                     return fail
             ref = self.compute_reference_energy()
             ratio = energies / (ref if ref != 0.0 else _ZERO_ENERGY)
-            return ~(ratio <= self.energy_ratio)
+            return ~(ratio <= self.energy_ratio) & ~(energies - ref <= self.energy_margin)
