@@ -39,6 +39,8 @@ from molgen.sampling.options import SamplingOptions
 
 __all__ = ["BatchAborted", "BatchConfig", "default_threads", "run_batch"]
 
+#: heavy atoms of one denoiser call on a GPU (on the CPU: the sampler's default)
+DEFAULT_GPU_BATCH_ATOMS = 32768
 #: heavy atoms assumed per molecule when sizing units before parsing (drug-like average)
 _HEAVY_ATOMS_GUESS = 25
 #: seconds between checks that the worker processes are alive while waiting for a result
@@ -236,7 +238,11 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
     except ValueError as exc:
         raise InputError(str(exc)) from None
     records = iter_raw_records(config.input, smiles_col=config.smiles_col, id_col=config.id_col)
-    loaded = load_model(config.model, device)  # also checks the model before any work
+    on_gpu = device.startswith("cuda")
+    use_pool = threads > 1
+    # Check the model before any work. With GPU workers the main process loads it on the CPU only: CUDA
+    # must not be initialised before the workers start, and each worker loads it on the GPU itself.
+    loaded = load_model(config.model, "cpu" if on_gpu and use_pool else device)
     folder = is_folder_output(config.output)
     if folder:
         if config.failed is not None:
@@ -254,16 +260,16 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
         if config.gzip and not str(config.output).endswith(".gz"):
             raise InputError("--gzip applies to folder output; for one file name it .sdf.gz")
         sink = FileSink(Path(config.output), config.failed)
-    work = WorkConfig(config.options, config.model, device, sink.fmt, config.batch_atoms,
+    batch_atoms = config.batch_atoms or (DEFAULT_GPU_BATCH_ATOMS if on_gpu else None)
+    work = WorkConfig(config.options, config.model, device, sink.fmt, batch_atoms,
                       config.max_heavy_atoms, config.keep_salts)
-    use_pool = threads > 1 and device == "cpu"
     total = None
     if Path(config.input).is_file():
         count = _count_records(Path(config.input))
         if count is not None:
             total = -(-count // shard.count)
     progress = Progress(bar=config.progress, total=total, say=say, log_every=config.log_every, quiet=config.quiet)
-    per_unit = max(1, min(64, (config.batch_atoms or 4096) // (config.options.n * _HEAVY_ATOMS_GUESS)))
+    per_unit = max(1, min(512, (batch_atoms or 4096) // (config.options.n * _HEAVY_ATOMS_GUESS)))
     done_chunks = sink.done_chunks()
     stats = {"skipped": 0, "drops": {}}
     interrupted = aborted = None
@@ -277,7 +283,8 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
     ok = False
     try:
         if use_pool:
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            # fork shares the loaded CPU model with the workers; GPU workers start afresh (spawn)
+            ctx = mp.get_context("fork" if sys.platform.startswith("linux") and not on_gpu else "spawn")
             pool = ctx.Pool(threads, initializer=_init_worker, initargs=(work, config.options.seed, os.getpid()))
         else:
             _init_local(work, config.options.seed)
