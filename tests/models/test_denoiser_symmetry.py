@@ -42,12 +42,13 @@ def batch():
     return collate_graphs([graph_item(embedded(s)) for s in SMILES])
 
 
-def test_e3nn_assert_equivariant(model, batch):
+@pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
+def test_e3nn_assert_equivariant(model, batch, reference):
     """Rotations and translations leave torsion scores unchanged; parity flips their sign (irreps 0o)."""
     sigma = torch.tensor([0.3, 1.2], dtype=torch.float64)
 
     def scores(pos):
-        return model(batch.with_pos(pos), sigma)[:, None]
+        return model(batch.with_pos(pos), sigma, reference=reference)[:, None]
 
     pos = batch.pos.double()
     assert_equivariant(scores, args_in=[pos], irreps_in=["cartesian_points"], irreps_out=["0o"], tolerance=1e-7)
