@@ -23,7 +23,15 @@ import torch
 from e3nn import o3
 from e3nn.nn import Gate
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
+
+
+def scatter_mean(values: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Mean of ``values`` ``(E, ...)`` over equal ``index`` ``(E,)`` into ``(dim_size, ...)`` (zeros where
+    nothing arrives), in plain torch: PyG's ``scatter`` would import ``torch_geometric``, which costs about
+    a second of start-up (it loads ``torch._dynamo``)."""
+    out = values.new_zeros((dim_size, *values.shape[1:])).index_add_(0, index, values)
+    count = values.new_zeros(dim_size).index_add_(0, index, values.new_ones(index.shape[0]))
+    return out / count.clamp_min(1.0).view(-1, *([1] * (values.dim() - 1)))
 
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
@@ -122,7 +130,7 @@ class Interaction(nn.Module):
         s = h[:, : self.num_scalars]
         w = self.weights(torch.cat([edge_emb, s[src], s[dst]], dim=-1))
         msg = self.tp(h[src], edge_sh, w)
-        agg = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
+        agg = scatter_mean(msg, dst, h.shape[0])
         out = self.gate(self.linear(agg))
         residual = h if self.skip is None else self.skip(h)
         return residual + out
