@@ -251,13 +251,34 @@ def _build_score_norm_table() -> Tensor:
     return out
 
 
+#: the table of :func:`_build_score_norm_table`, shipped with the package (40 kB) because the quadrature
+#: costs 0.1-0.8 s of every process's start-up; ``tests/diffusion/test_torus.py`` checks it equals a
+#: fresh build, and it is rebuilt when missing or of another shape
+_SHIPPED_TABLE = "score_norm_log_table.npy"
+
+
+def _load_score_norm_table() -> Tensor:
+    from importlib import resources
+
+    import numpy as np
+
+    try:
+        with resources.files("molgen.diffusion").joinpath(_SHIPPED_TABLE).open("rb") as fh:
+            table = torch.from_numpy(np.load(fh))
+        if table.shape == (_TABLE_SIZE,) and table.dtype == torch.float64:
+            return table
+    except (FileNotFoundError, OSError, ValueError):
+        pass
+    return _build_score_norm_table()
+
+
 def _get_score_norm_table(device: torch.device, dtype: torch.dtype) -> Tensor:
     global _SCORE_NORM_LOG_TABLE
     key = (device, dtype)
     table = _score_norm_cache.get(key)
     if table is None:
         if _SCORE_NORM_LOG_TABLE is None:
-            _SCORE_NORM_LOG_TABLE = _build_score_norm_table()
+            _SCORE_NORM_LOG_TABLE = _load_score_norm_table()
         table = _SCORE_NORM_LOG_TABLE.to(device=device, dtype=dtype)
         _score_norm_cache[key] = table
     return table

@@ -264,3 +264,10 @@ def test_perturb_and_loss() -> None:
     pred = torch.zeros(4000, dtype=F64, requires_grad=True)
     sch.loss(pred, delta, sigma).backward()
     assert pred.grad is not None and bool(torch.isfinite(pred.grad).all())
+
+
+def test_shipped_score_norm_table_equals_a_fresh_build() -> None:
+    from molgen.diffusion import torus
+
+    shipped = torus._load_score_norm_table()
+    assert torch.equal(shipped, torus._build_score_norm_table())
