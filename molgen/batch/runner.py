@@ -270,6 +270,8 @@ def run_batch(config: BatchConfig, say: Callable[[str], None] | None = None) -> 
             total = -(-count // shard.count)
     progress = Progress(bar=config.progress, total=total, say=say, log_every=config.log_every, quiet=config.quiet)
     per_unit = max(1, min(512, (batch_atoms or 4096) // (config.options.n * _HEAVY_ATOMS_GUESS)))
+    if total and use_pool:  # small inputs: at least 4 units per worker, so no worker idles at the end
+        per_unit = max(1, min(per_unit, -(-total // (4 * threads))))
     done_chunks = sink.done_chunks()
     stats = {"skipped": 0, "drops": {}}
     interrupted = aborted = None

@@ -38,10 +38,15 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
         {"rigid_conformers_per_structure": 5, "max_structures": 5},
         {"rigid_conformers_per_structure": 10, "max_structures": 5},
     ],
+    "embedding": [
+        {},
+        {"torsion_preferences": False},
+    ],
     "steps": [
         {"steps": 8},
         {"steps": 6},
         {"steps": 5},
+        {"steps": 4},
     ],
 }
 

@@ -8,8 +8,14 @@ from rdkit import Chem
 from rdkit.Chem import rdDistGeom
 
 
-def embed_local_structures(mol_h: Chem.Mol, num: int, seed: int, timeout_s: int = 20) -> np.ndarray:
+def embed_local_structures(
+    mol_h: Chem.Mol, num: int, seed: int, timeout_s: int = 20, torsion_preferences: bool = True
+) -> np.ndarray:
     """ETKDGv3 embeddings of ``mol_h`` (with Hs): ``(k, n_atoms, 3)`` Å, ``k <= num``.
+
+    ``torsion_preferences=False`` drops ETKDG's experimental torsion-angle terms (KDG with ETKDGv3's
+    basic knowledge: planar aromatic rings, sp2 centres; about 25 % faster): torsional diffusion redraws
+    every rotatable torsion anyway, so those terms only shape ring torsions and non-rotatable bonds.
 
     Raises:
         ValueError: if ``seed`` is 0 (RDKit then returns identical conformers) or nothing embeds.
@@ -20,6 +26,7 @@ def embed_local_structures(mol_h: Chem.Mol, num: int, seed: int, timeout_s: int 
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = int(seed)
     params.numThreads = 1
+    params.useExpTorsionAnglePrefs = bool(torsion_preferences)
     params.timeout = timeout_s
     ids = _embedded_ids(mol_h, rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=num, params=params))
     if not ids:  # nothing embedded, or RDKit's timeout struck (it then returns [-1])

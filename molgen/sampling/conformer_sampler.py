@@ -119,7 +119,8 @@ def _local_structures(req: SampleRequest, options: SamplingOptions) -> np.ndarra
         return local
     k = min(req.n, options.num_structures(req.n, sys_.flexible_rings))
     try:
-        return embed_local_structures(sys_.mol, k, rdkit_seed(req.seed))
+        return embed_local_structures(sys_.mol, k, rdkit_seed(req.seed),
+                                      torsion_preferences=options.torsion_preferences)
     except ValueError as exc:
         smiles = Chem.MolToSmiles(Chem.RemoveHs(sys_.mol))
         raise MoleculeError(f"cannot embed {smiles}: {exc}") from exc

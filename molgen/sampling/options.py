@@ -55,6 +55,8 @@ class SamplingOptions:
             was chosen on the validation split (``python -m molgen.bench.tune_structures --configs
             rigid``): 0.764 Å / 61 % at 0.35 ETKDG structures per conformer against 0.750 Å / 61 % at
             0.50 with 2, and 0.806 Å with one structure for all.
+        torsion_preferences: embed local structures with ETKDG's experimental torsion-angle terms
+            (ETKDGv3) or without them (faster; rotatable torsions are redrawn anyway).
         rms: Å; drop conformers within this heavy-atom RMSD of a kept one.
         optimize: ``"mmff"`` to relax every conformer with MMFF94, or None.
         energy_window: kcal/mol; drop conformers this far above the lowest (MMFF94), or None.
@@ -72,6 +74,7 @@ class SamplingOptions:
     conformers_per_structure: int = 2
     max_structures: int | None = 10
     rigid_conformers_per_structure: int | None = 5
+    torsion_preferences: bool = True
     rms: float | None = None
     optimize: str | None = None
     energy_window: float | None = None
