@@ -150,7 +150,7 @@ def conformers(
         typer.Option("--model", help="Model checkpoint (default: the shipped model).", show_default=False),
     ] = None,
     sampler: Annotated[SamplerChoice, typer.Option("--sampler", help="Reverse-diffusion sampler.")] = SamplerChoice.ode,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps [default: 8].", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps [default: 5].", show_default=False)] = None,
     per_structure: Annotated[
         int | None,
         typer.Option(

@@ -139,3 +139,15 @@ def test_model_is_loaded_once_per_path(fake_sampler) -> None:
     assert api.load_model(None) is api.load_model()
     with pytest.raises(InputError, match="cannot load model .*file not found"):
         api.load_model("/nonexistent/model.pt")
+
+
+def test_flat_ring_conformers_are_relaxed_and_checked_again(fake_sampler) -> None:
+    """ETKDG builds this partly unsaturated ring exactly flat (PoseBusters' non-flat ring check fails);
+    a UFF relaxation puckers it, and the relaxed conformers pass validation."""
+    from molgen.chem.validate import ConformerValidator
+
+    smiles = "CC1=C(O)/C(=C\\N=C(/Cc2ccccc2)C(=O)O)C(COP(=O)(O)O)=CN1"
+    out = molgen.generate_conformers(smiles, n=4)
+    assert out.GetNumConformers() == 4
+    coords = np.array([c.GetPositions() for c in out.GetConformers()])
+    assert all(r.ok for r in ConformerValidator(out).validate_many(coords))

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="inprocess only")
     p.add_argument("--model", default=None, help="molgen checkpoint (default: shipped model)")
     p.add_argument("--sampler", choices=("ode", "sde"), default=None, help="molgen sampler (ode)")
-    p.add_argument("--steps", type=int, default=None, help="molgen diffusion steps (8)")
+    p.add_argument("--steps", type=int, default=None, help="molgen diffusion steps (default: molgen's)")
     p.add_argument("--score-scale", type=float, default=None,
                    help="molgen's score multiplier (default: molgen's)")  # fmt: skip
     p.add_argument("--planar-bonds", choices=("free", "snap", "fixed"), default=None,
@@ -148,7 +148,9 @@ def _inprocess(
     from molgen.bench.runner import benchmark
     from molgen.bench.scoring import THRESHOLDS
 
-    sampler, steps = args.sampler or "ode", args.steps or 8
+    from molgen.sampling.options import SamplingOptions
+
+    sampler, steps = args.sampler or "ode", args.steps or SamplingOptions().steps
     seed, device = 42 if args.seed is None else args.seed, args.device or "cpu"
     torch.set_num_threads(args.threads)
     gens: dict[str, GenerateFn] = {}

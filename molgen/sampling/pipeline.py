@@ -168,14 +168,49 @@ def generate_many(
                 )
                 continue
             m.n_sampled += len(coords)
+            flat = []
             for xyz, result in zip(coords, m.validator.validate_many(coords)):
                 if result.ok:
                     m.kept.append(xyz)
+                elif result.reason == "flat_ring":
+                    flat.append(xyz)
                 else:
                     m.drops[result.reason] += 1
+            if flat:
+                for xyz, result in zip(*_unflatten(m, np.stack(flat))):
+                    if result.ok:
+                        m.kept.append(xyz)
+                    else:
+                        m.drops[result.reason] += 1
             log.debug("%s: round %d (seed %d): %d sampled, %d valid so far", m.label, attempt, req.seed,
                       len(coords), len(m.kept))
     return [_finish(m, options, model, num_threads) for m in todo]
+
+
+def _unflatten(m: _Molecule, coords: np.ndarray, max_iters: int = 200) -> tuple[np.ndarray, list[Any]]:
+    """Relax conformers that failed only for a flat non-aromatic six-membered ring with UFF and check
+    them again: ETKDG builds some partly unsaturated rings exactly flat, and a local relaxation puckers
+    those whose minimum is not flat (a ring whose minimum is flat stays flat and is dropped).
+
+    Args:
+        coords: ``(k, n_atoms, 3)`` Å.
+
+    Returns:
+        The relaxed coordinates and their validation results.
+    """
+    from rdkit.Chem import rdForceFieldHelpers
+
+    mol = Chem.Mol(m.mol)
+    for xyz in coords:
+        conf = Chem.Conformer(mol.GetNumAtoms())
+        conf.SetPositions(np.ascontiguousarray(xyz, dtype=np.float64))
+        mol.AddConformer(conf, assignId=True)
+    try:
+        rdForceFieldHelpers.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=max_iters)
+    except Exception:  # noqa: BLE001 - no UFF parameters: keep the verdict
+        return coords, m.validator.validate_many(coords)
+    relaxed = np.array([c.GetPositions() for c in mol.GetConformers()])
+    return relaxed, m.validator.validate_many(relaxed)
 
 
 def _finish(m: _Molecule, options: SamplingOptions, model: LoadedModel, num_threads: int) -> Chem.Mol | Exception:
