@@ -26,44 +26,16 @@ Models", Front. Pharmacol. 11:565644 (2020), MIT licence; molecules from ZINC Cl
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
-import gzip
-import hashlib
-import io
 import random
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
-MOSES_VERSION = "0.3.1"
-MEMBER = "moses/dataset/data/test.csv.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling build script of the benchmark set
+from build_moses_test_1000 import MEMBER, fetch_wheel, read_test_smiles  # noqa: E402
+
 SEED = 20250306
 NUM = 300
 OUT = Path(__file__).resolve().parent / "moses_screening_300.smi"
-
-
-def fetch_wheel(dest: Path) -> Path:
-    """``pip download`` the molsets wheel into ``dest`` (once) and return its path."""
-    pattern = str(dest / f"molsets-{MOSES_VERSION}-*.whl")
-    if not glob.glob(pattern):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", f"molsets=={MOSES_VERSION}", "-d", str(dest)],
-            check=True,
-        )
-    found = sorted(glob.glob(pattern))
-    if not found:
-        raise SystemExit(f"no molsets {MOSES_VERSION} wheel in {dest}")
-    return Path(found[0])
-
-
-def read_test_smiles(wheel: Path) -> tuple[list[str], str]:
-    """The ``SMILES`` column of MOSES's ``test.csv.gz`` (file order) and the member's sha256."""
-    raw = zipfile.ZipFile(wheel).read(MEMBER)
-    text = gzip.decompress(raw).decode()
-    rows = [row["SMILES"].strip() for row in csv.DictReader(io.StringIO(text))]
-    return rows, hashlib.sha256(raw).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:
