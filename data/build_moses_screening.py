@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling build script of the benchmark set
-from build_moses_test_1000 import MEMBER, fetch_wheel, read_test_smiles  # noqa: E402
+from build_moses_test_1000 import MEMBER, fetch_wheel, read_test_smiles
 
 SEED = 20250306
 NUM = 300
