@@ -59,32 +59,26 @@ def make_etkdg_generator(seed: int = 42, threads: int = 1) -> GenerateFn:
 def make_molgen_generator(
     *,
     model: str | None = None,
-    sampler: str = "ode",
-    steps: int = 8,
-    seed: int = 42,
     device: str = "cpu",
     threads: int = 1,
-    **sampler_options: Any,
+    options: Any = None,
+    **option_kwargs: Any,
 ) -> GenerateFn:
     """molgen from a SMILES: :func:`molgen.api.generate_conformers` (validated conformers).
 
-    ``sampler_options`` (``conformers_per_structure``, ``ode_method``, ``sigma_start``,
-    ``planar_bonds``, ``score_scale``) are passed on to the API when not None.
+    The sampling options are one :class:`~molgen.sampling.options.SamplingOptions` (``options``, default
+    molgen's defaults), checked once here; ``option_kwargs`` (``sampler``, ``steps``, ``seed``,
+    ``conformers_per_structure``, ``planar_bonds``, ...) replace its fields when not None.
     """
     from molgen import api
+    from molgen.sampling.options import SamplingOptions
 
-    kwargs: dict[str, Any] = {
-        "model": model,
-        "sampler": sampler,
-        "steps": steps,
-        "seed": seed,
-        "device": device,
-        "num_threads": int(threads),
-        **{k: v for k, v in sampler_options.items() if v is not None},
-    }
+    base = options or SamplingOptions()
+    opts = base.replace(**{k: v for k, v in option_kwargs.items() if v is not None})
 
     def generate(smiles: str, n: int) -> Any:
-        return api.generate_conformers(smiles, n=int(n), **kwargs)
+        return api.generate_conformers(smiles, n=int(n), options=opts, model=model, device=device,
+                                       num_threads=int(threads))
 
     return generate
 

@@ -130,7 +130,7 @@ def measure_memory(
     num_confs: int = 10,
     model: str | None = None,
     sampler: str = "ode",
-    steps: int = 8,
+    steps: int | None = None,
     seed: int = 42,
     device: str = "cpu",
     threads: int = 1,
@@ -154,13 +154,15 @@ def measure_memory(
         cmd = [
             sys.executable, "-m", "molgen.cli", "conformers", str(smi),
             "-n", str(num_confs), "-o", str(sdf),
-            "--sampler", sampler, "--steps", str(steps), "--seed", str(seed),
+            "--sampler", sampler, "--seed", str(seed),
             "--device", device, "--threads", str(threads), "--no-progress", "-q",
         ]  # fmt: skip
         if model is not None:
             cmd += ["--model", str(Path(model).expanduser().resolve())]
         if per_structure is not None:
             cmd += ["--per-structure", str(per_structure)]
+        if steps is not None:
+            cmd += ["--steps", str(steps)]
         usage = run_measured(cmd, timeout=timeout, log_path=Path(tmp) / "child.log")
         n_written = sdf.read_text().count("$$$$") if sdf.exists() else 0
     exit_code, maxrss = usage["exit_code"], usage["maxrss_kib"]
