@@ -1,11 +1,13 @@
-"""Command-line interface: ``molgen conformers INPUT -n 10 -o out.sdf``.
+"""Command-line interface: ``molgen conformers INPUT -n 10 -o out.sdf``, ``molgen merge out/ -o all.sdf``.
 
-Heavy imports (rdkit, numpy, torch, molgen.api) happen inside commands, so that
-``molgen --help`` / ``--version`` answer immediately.
+The CLI parses options into a :class:`molgen.sampling.options.SamplingOptions` and a
+:class:`molgen.batch.runner.BatchConfig` and prints; it holds no tensors. Heavy imports (rdkit, numpy,
+torch, molgen.api) happen inside commands, so that ``molgen --help`` / ``--version`` answer immediately.
 
-Exit codes: 0 every molecule succeeded; 1 some molecules failed (reported on stderr and
-in the failures CSV); 2 usage errors (missing/empty input, unwritable output, bad option
-values).
+Exit codes of ``conformers``: 0 every molecule succeeded; 1 some molecules failed (reported on stderr and
+in the failures CSV); 2 usage errors (missing/empty input, unwritable output, bad option values, a folder
+holding a run with other settings) or a worker process that died (finished chunks are kept); 130 / 143
+interrupted by SIGINT / SIGTERM (a folder output resumes when the same command is rerun).
 """
 
 from __future__ import annotations
