@@ -54,7 +54,9 @@ def posebusters_rate(
 
     Returns:
         ``{"config", "sample", "n_molecules", "n_conformers", "n_passed", "pass_rate" (fraction of
-        tested conformers passing every check; None if none tested), "molecules_all_passed"
+        tested conformers passing every check; None if none tested), "n_failed_not_evaluated"
+        (conformers that failed only through checks PoseBusters could not evaluate, e.g. an energy
+        ratio without UFF parameters), "molecules_all_passed"
         (fraction of molecules whose tested conformers all pass), "failures_by_check" ({check:
         conformers failing it}), "per_molecule" ({id: [tested, passed]}), "seconds" (wall)}``.
     """
@@ -77,6 +79,7 @@ def posebusters_rate(
     checks: list[str] = []
     per_molecule: dict[str, list[int]] = {}
     n_passed = 0
+    n_not_evaluated = 0  # failed only through checks PoseBusters could not evaluate (NaN)
     blocker = rdBase.BlockLogs()
     try:
         for start in range(0, len(jobs), max(1, chunk)):
@@ -85,8 +88,10 @@ def posebusters_rate(
             if not checks:
                 checks = [str(c) for c in table.columns]
             ok = table.eq(True).to_numpy()  # NaN (not evaluated) and False fail
-            for (mol_id, _), row in zip(part, ok):
+            false = table.eq(False).to_numpy()
+            for (mol_id, _), row, row_false in zip(part, ok, false):
                 passed = bool(row.all())
+                n_not_evaluated += int(not passed and not row_false.any())
                 n_passed += passed
                 counts = per_molecule.setdefault(mol_id, [0, 0])
                 counts[0] += 1
@@ -104,6 +109,7 @@ def posebusters_rate(
         "n_conformers": n,
         "n_passed": n_passed,
         "pass_rate": (n_passed / n) if n else None,
+        "n_failed_not_evaluated": n_not_evaluated,
         "molecules_all_passed": (
             sum(t == p for t, p in per_molecule.values()) / len(per_molecule) if per_molecule else None
         ),
