@@ -2,13 +2,13 @@
 
     python data/build_moses_test_1000.py --num 100000 --out ~/.cache/molgen/moses_test_100k.smi
     python -m molgen.bench.memory_streaming --smiles ~/.cache/molgen/moses_test_100k.smi \\
-        --sizes 1000 100000 --out bench_results/memory_streaming -- -n 1 --steps 1
+        --sizes 1000 100000 --out bench_results/memory_streaming -- -n 1
 
 Each size runs ``molgen conformers FIRST_K.smi -o FOLDER/ ARGS`` (folder output: streaming input, chunked
 output, default threads) under :func:`molgen.bench.memory.run_measured` and records the peak RSS of the
 largest process (``ru_maxrss``; the main process or a worker), the sampled peak of the whole process tree
 (workers included; shared pages counted once per process), molecules done and wall time. The arguments
-after ``--`` go to ``molgen conformers`` (the same for every size), e.g. few conformers and steps so that
+after ``--`` go to ``molgen conformers`` (the same for every size), e.g. one conformer per molecule so that
 100,000 molecules take minutes: what grows with the input is the bookkeeping, not the per-molecule work.
 """
 
