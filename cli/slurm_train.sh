@@ -32,7 +32,8 @@
 #SBATCH --output=logs/%x_%j.out
 set -euo pipefail
 
-MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# awk reads the whole list: with pipefail, `head -n 1` can make scontrol die of SIGPIPE (exit 141)
+MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk 'NR == 1')
 MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}
 export MASTER_ADDR MASTER_PORT
 # srun (Slurm >= 22.05) does not inherit --cpus-per-task from sbatch
