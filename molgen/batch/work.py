@@ -85,18 +85,6 @@ def largest_fragment(mol: Chem.Mol) -> tuple[Chem.Mol, str | None]:
     return keep, "removed fragment(s) " + ".".join(removed)
 
 
-_MODEL: dict[str, Any] = {}
-
-
-def _model(config: WorkConfig) -> Any:
-    key = f"{config.model}|{config.device}"
-    if key not in _MODEL:
-        from molgen.api import load_model
-
-        _MODEL[key] = load_model(config.model, config.device)
-    return _MODEL[key]
-
-
 def _unexpected(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -129,10 +117,13 @@ def _prepare(config: WorkConfig, raw: RawRecord) -> tuple[MoleculeOutcome, Chem.
 def _sample(config: WorkConfig, mols: list[Chem.Mol], seeds: list[int]) -> list[Any]:
     """:func:`generate_many` of the molecules; when the packed call fails as a whole (a sampler error,
     memory), each molecule again on its own, so that only the molecule at fault fails."""
+    from molgen.api import (
+        load_model,  # cached per (path, device) by molgen.models.registry
+    )
     from molgen.sampling.pipeline import generate_many
 
     try:
-        return generate_many(mols, config.options, model=_model(config), seeds=seeds,
+        return generate_many(mols, config.options, model=load_model(config.model, config.device), seeds=seeds,
                              batch_atoms=config.batch_atoms, num_threads=1)
     except Exception as exc:  # noqa: BLE001 - one molecule must not stop the others
         if len(mols) == 1:
