@@ -20,7 +20,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from molgen.datasets.build_ccd import dataset_dir
     from molgen.datasets.conformer_dataset import TorsionConformerDataset
     from molgen.diffusion.torsion_ops import apply_torsion_deltas
-    from molgen.diffusion.torus import sample_wrapped_normal, wrapped_normal_score, wrapped_normal_score_norm
+    from molgen.diffusion.torus import (
+        TorusSchedule,
+        sample_wrapped_normal,
+        wrapped_normal_score,
+        wrapped_normal_score_norm,
+    )
     from molgen.models.graph import collate_graphs
     from molgen.models.registry import default_model_path, load_checkpoint_model
 
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         delta = sample_wrapped_normal(st, st.shape, gen)
         pos = apply_torsion_deltas(batch.pos, batch.torsion_index, delta)
         with torch.no_grad():
-            pred = model(batch.with_pos(pos), sigma)
+            pred = TorusSchedule.score_from_sigma(model(batch.with_pos(pos), sigma), st)
         target = wrapped_normal_score(delta, st)
         loss = float(((pred - target) ** 2 / wrapped_normal_score_norm(st)).mean())
         corr = float(np.corrcoef(pred.numpy(), target.numpy())[0, 1])

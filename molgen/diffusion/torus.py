@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from molgen.diffusion.process import NoiseProcess
 
 __all__ = [
     "TorusSchedule",
@@ -327,13 +329,21 @@ def wrapped_normal_score_norm(sigma: Tensor | float) -> Tensor:
 # schedule
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TorusSchedule:
+class TorusSchedule(NoiseProcess):
     """Geometric noise schedule of torsional diffusion (paper Sec. 4.2 / App.).
 
     ``sigma(t) = sigma_min^(1-t) * sigma_max^t`` for diffusion time ``t in [0, 1]`` (radians); the forward
     SDE is ``d theta = g(t) dW`` with ``g(t)^2 = d sigma^2 / dt``. Defaults are the paper's
     ``sigma_min = 0.01 pi``, ``sigma_max = pi``.
+
+    As a :class:`~molgen.diffusion.process.NoiseProcess` it is variance-exploding (``alpha = 1``), its noise
+    is the wrapped increment ``delta ~ WN(0, sigma(t)^2)``, and the network's raw output is the score in
+    units of its root-mean-square ``sqrt(E[score^2](sigma))`` (:meth:`target`, :meth:`score`), so that the
+    network predicts a unit-variance quantity at every noise level.
     """
+
+    type_name: ClassVar[str] = "torus"
+    variance_exploding: ClassVar[bool] = True
 
     sigma_min: float = 0.01 * math.pi
     sigma_max: float = math.pi
@@ -461,19 +471,46 @@ class TorusSchedule:
         norm = wrapped_normal_score_norm(sigma).to(pred_score.dtype)
         return ((pred_score - target) ** 2 / norm).mean()
 
-    # -- serialisation --------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict ``{"sigma_min": float, "sigma_max": float}``."""
-        return asdict(self)
+    # -- NoiseProcess interface ----------------------------------------------------------------
+    def alpha_sigma(self, t: float) -> tuple[float, float]:
+        """``(1, sigma(t))`` with the end points ``sigma(1) = sigma_max`` and ``sigma(0) = sigma_min`` exact."""
+        t = float(t)
+        if t >= 1.0:
+            return 1.0, self.sigma_max
+        if t <= 0.0:
+            return 1.0, self.sigma_min
+        return 1.0, self.sigma_min * math.exp(t * self.log_ratio)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TorusSchedule:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"TorusSchedule.from_dict: unknown keys {sorted(unknown)}")
-        return cls(**{k: d[k] for k in names if k in d})
+    def draw_noise(self, t: Tensor, shape, generator=None) -> Tensor:
+        """Wrapped increments ``delta ~ WN(0, sigma(t)^2)`` (radians), dtype/device of ``t``."""
+        return sample_wrapped_normal(self.sigma(t), tuple(shape), generator, dtype=t.dtype, device=t.device)
+
+    def noised(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """``wrap(theta_0 + delta)`` (radians)."""
+        return wrap_angle(x0 + noise)
+
+    def target(self, noise: Tensor, t: Tensor) -> Tensor:
+        """``score(delta, sigma) / sqrt(E[score^2](sigma))``: the unit-variance target of the network."""
+        sigma = self.sigma(t).to(noise.dtype)
+        return wrapped_normal_score(noise, sigma) / wrapped_normal_score_norm(sigma).sqrt()
+
+    def score(self, output: Tensor, x_t: Tensor | None, t: Tensor | float) -> Tensor:
+        """``output * sqrt(E[score^2](sigma(t)))`` (rad^-1); ``t`` broadcastable to ``output``."""
+        sigma = self.sigma(t if isinstance(t, Tensor) else torch.as_tensor(float(t), dtype=torch.float64))
+        return self.score_from_sigma(output, sigma)
+
+    @staticmethod
+    def score_from_sigma(output: Tensor, sigma: Tensor) -> Tensor:
+        """:meth:`score` given the noise level ``sigma`` (radians, broadcastable to ``output``)."""
+        return output * wrapped_normal_score_norm(sigma.to(output.dtype)).sqrt()
+
+    def apply(self, x: Tensor, delta: Tensor) -> Tensor:
+        """``wrap_angle(x + delta)`` in ``[-pi, pi)``."""
+        return wrap_angle(x + delta)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict ``{"type": "torus", "sigma_min": float, "sigma_max": float}``."""
+        return super().to_dict()
 
 
 def _as_time(t: Tensor | float) -> Tensor:

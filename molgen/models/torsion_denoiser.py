@@ -1,8 +1,8 @@
 """E(3)-equivariant torsion-score network (the denoiser of torsional diffusion).
 
 Input: a :class:`~molgen.models.graph.GraphBatch` of heavy-atom graphs with positions (Å) and the noise
-level ``sigma`` (radians) of each molecule. Output: one score per rotatable torsion, an estimate of
-``d/d theta log p_sigma(theta)`` (radians^-1).
+level ``sigma`` (radians) of each molecule. Output: one number per rotatable torsion, an estimate of
+``d/d theta log p_sigma(theta)`` in units of its root-mean-square at ``sigma`` (dimensionless; see 4.).
 
 Architecture:
 
@@ -18,8 +18,9 @@ Architecture:
    (``P_j``: its ``1e`` pseudovectors), weighted by an MLP of invariants (distance, axial offset, atom
    scalars, bond scalars, whether ``j`` moves with the torsion). The sum is invariant to rotations and
    translations and changes sign under reflection, as the torsion score of the mirror image must.
-   The result is scaled by ``sqrt(E[score^2])`` of the wrapped normal at ``sigma`` so that the network
-   predicts a unit-variance quantity at every noise level.
+   The output is the score in units of its root-mean-square at ``sigma``: a unit-variance quantity at
+   every noise level. The noise process turns it into a score
+   (:meth:`molgen.diffusion.torus.TorusSchedule.score_from_sigma`); the network knows nothing of it.
 
 ``forward(batch, sigma)`` runs the fast implementation (:meth:`TorsionDenoiser.forward_fast`, built on
 :meth:`~molgen.models.layers.Interaction.forward_fast`); ``forward(batch, sigma, reference=True)`` runs the
@@ -37,7 +38,6 @@ from e3nn import o3
 from torch import Tensor, nn
 
 from molgen.chem.feature_spec import BOND_FEATURE_DIM, NODE_FEATURE_DIM
-from molgen.diffusion.torus import wrapped_normal_score_norm
 from molgen.models.graph import MAX_TOPO, GraphBatch, radius_edges, to_dense
 from molgen.models.layers import EdgeSet, GaussianRBF, Interaction, SigmaEmbedding, mlp
 
@@ -113,7 +113,7 @@ class TorsionDenoiser(nn.Module):
         return h
 
     def forward(self, batch: GraphBatch, sigma: Tensor, reference: bool = False) -> Tensor:
-        """Torsion scores ``(T,)`` in radians^-1 for noise levels ``sigma`` ``(B,)`` (radians).
+        """Normalised torsion scores ``(T,)`` (score / its RMS at ``sigma``) for noise levels ``sigma`` ``(B,)`` (radians).
 
         ``reference=True`` runs the original (slower) implementation instead of :meth:`forward_fast`.
         """
@@ -156,8 +156,7 @@ class TorsionDenoiser(nn.Module):
         contrib = (w[:, :nv] * torque + w[:, nv:] * axial).sum(-1)  # (P,)
         raw = torch.zeros(len(tg), dtype=contrib.dtype, device=contrib.device).index_add_(0, t_idx, contrib)
         raw = raw / 10.0 + self.dihedral_term(batch, scalars, bond_scalars, axis)
-        norm = wrapped_normal_score_norm(sigma[tg]).to(raw.dtype).sqrt()
-        return raw * norm
+        return raw
 
 
     def bond_frames(self, batch: GraphBatch, scalars: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -319,8 +318,7 @@ class TorsionDenoiser(nn.Module):
             contrib = (wv[:, :, 0] * torch.cross(n_p, r_p, dim=-1)).sum(-1) + (wv[:, :, 1] * n_p).sum(-1)
             raw.index_add_(0, t_idx, contrib)
         raw = raw / 10.0 + self.dihedral_term(batch, scalars, bond_scalars, axis)
-        norm = wrapped_normal_score_norm(sigma[tg]).to(raw.dtype).sqrt()
-        return raw * norm
+        return raw
 
 
 def build_denoiser(config: dict | DenoiserConfig | None = None) -> TorsionDenoiser:

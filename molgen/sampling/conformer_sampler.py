@@ -194,7 +194,9 @@ def _sample_group(
     scale = float(options.score_scale)
 
     def score_fn(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        score = loaded.module(batch.with_pos(state[heavy_t]), sigma.expand(n_graphs).to(state.dtype))
+        sigma = sigma.expand(n_graphs).to(state.dtype)
+        raw = loaded.module(batch.with_pos(state[heavy_t]), sigma)
+        score = schedule.score_from_sigma(raw, sigma[batch.torsion_graph])
         return score * scale if scale != 1.0 else score
 
     def apply_fn(state: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

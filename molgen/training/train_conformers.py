@@ -106,7 +106,7 @@ def validation_loss(model: torch.nn.Module, batches: list[GraphBatch], schedule:
         b = b.to(device)
         noised, sigma, delta, sigma_t = noised_batch(b, schedule, gen)
         pred = model(noised, sigma)
-        total += schedule.loss(pred, delta, sigma_t).item() * len(delta)
+        total += schedule.loss(schedule.score_from_sigma(pred, sigma_t), delta, sigma_t).item() * len(delta)
         count += len(delta)
     model.train()
     return total / max(count, 1)
@@ -175,7 +175,7 @@ def train(cfg: TrainConfig) -> Path:
             group["lr"] = lr
         noised, sigma, delta, sigma_t = noised_batch(batch, schedule)
         pred = ddp_model(noised, sigma)
-        loss = schedule.loss(pred, delta, sigma_t)
+        loss = schedule.loss(schedule.score_from_sigma(pred, sigma_t), delta, sigma_t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

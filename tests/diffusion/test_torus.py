@@ -221,7 +221,7 @@ def test_schedule_rejects_bad_sigmas(kwargs, match) -> None:
 def test_schedule_dict_round_trip() -> None:
     sch = TorusSchedule(sigma_min=0.02, sigma_max=3.0)
     d = sch.to_dict()
-    assert d == {"sigma_min": 0.02, "sigma_max": 3.0}
+    assert d == {"type": "torus", "sigma_min": 0.02, "sigma_max": 3.0}
     assert TorusSchedule.from_dict(json.loads(json.dumps(d))) == sch
     assert TorusSchedule.from_dict(TorusSchedule().to_dict()) == TorusSchedule()
     with pytest.raises(ValueError, match="unknown keys"):
