@@ -1,4 +1,4 @@
-"""Batches of heavy-atom molecular graphs as torch tensors, and the radius graph in plain torch.
+"""Batches of molecular graphs as torch tensors, and the radius / complete graph in plain torch.
 
 PyG's ``radius_graph`` needs torch-cluster, which has no wheels on many machines; molecules are small,
 so the radius graph is computed densely per molecule on padded ``(B, N_max, N_max)`` distance blocks.
@@ -32,22 +32,25 @@ def topological_distances(num_nodes: int, bond_index: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GraphBatch:
-    """A batch of ``B`` heavy-atom graphs (``N`` nodes, ``T`` torsions in all).
+    """A batch of ``B`` molecular graphs (``N`` nodes, ``T`` torsions in all).
+
+    Only the node fields are required; the bond and torsion fields are present when the model reads them
+    (the torsion denoiser needs all of them; a de novo position/type model none).
 
     Attributes:
-        node_features: ``(N, F)`` float one-hot atom features.
+        node_features: ``(N, F)`` float node features (one-hot atom features, or noised atom types).
         pos: ``(N, 3)`` positions in Å.
         batch: ``(N,)`` graph index of each node.
         ptr: ``(B + 1,)`` first node of each graph.
         node_mask: ``(B, N_max)`` bool, padded layout validity.
-        topo: ``(B, N_max, N_max)`` uint8 topological distances (0 on the diagonal / padding).
-        bond_dense: ``(B, N_max, N_max, Fb)`` float bond features (zero where no bond).
-        torsions: ``(T, 4)`` global node indices ``(a, u, v, b)``.
-        torsion_graph: ``(T,)`` graph index of each torsion.
-        torsion_side: ``(T, N_max)`` bool, padded-local nodes that move with each torsion.
+        topo: ``(B, N_max, N_max)`` uint8 topological distances (0 on the diagonal / padding), or None.
+        bond_dense: ``(B, N_max, N_max, Fb)`` float bond features (zero where no bond), or None.
+        torsions: ``(T, 4)`` global node indices ``(a, u, v, b)``, or None.
+        torsion_graph: ``(T,)`` graph index of each torsion, or None.
+        torsion_side: ``(T, N_max)`` bool, padded-local nodes that move with each torsion, or None.
         dihedral_quads: ``(Q, 3)`` ``(torsion, k, j)``: every heavy neighbour ``k`` of ``u`` (not ``v``)
-            paired with every heavy neighbour ``j`` of ``v`` (not ``u``), global node indices.
-        torsion_index: :class:`TorsionIndex` used to rotate ``pos``.
+            paired with every heavy neighbour ``j`` of ``v`` (not ``u``), global node indices, or None.
+        torsion_index: :class:`TorsionIndex` used to rotate ``pos``, or None.
     """
 
     node_features: Tensor
@@ -55,13 +58,13 @@ class GraphBatch:
     batch: Tensor
     ptr: Tensor
     node_mask: Tensor
-    topo: Tensor
-    bond_dense: Tensor
-    torsions: Tensor
-    torsion_graph: Tensor
-    torsion_side: Tensor
-    dihedral_quads: Tensor
-    torsion_index: TorsionIndex
+    topo: Tensor | None = None
+    bond_dense: Tensor | None = None
+    torsions: Tensor | None = None
+    torsion_graph: Tensor | None = None
+    torsion_side: Tensor | None = None
+    dihedral_quads: Tensor | None = None
+    torsion_index: TorsionIndex | None = None
 
     @property
     def num_graphs(self) -> int:
@@ -71,14 +74,30 @@ class GraphBatch:
         kwargs = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            kwargs[f.name] = value.to(device)
+            kwargs[f.name] = value.to(device) if value is not None else None
         return GraphBatch(**kwargs)
 
     def with_pos(self, pos: Tensor) -> "GraphBatch":
         """The same batch with new positions ``(N, 3)``."""
+        return self.replace(pos=pos)
+
+    def replace(self, **changes: Tensor) -> "GraphBatch":
+        """The same batch with some fields replaced (no copies of the others)."""
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
-        kwargs["pos"] = pos
+        kwargs.update(changes)
         return GraphBatch(**kwargs)
+
+
+def node_batch(node_features: Tensor, pos: Tensor, sizes: Sequence[int] | Tensor) -> GraphBatch:
+    """A :class:`GraphBatch` of graphs without bonds: ``node_features`` ``(N, F)``, ``pos`` ``(N, 3)`` Å,
+    ``sizes`` the number of nodes of each graph (summing to ``N``)."""
+    sizes_t = torch.as_tensor(sizes, dtype=torch.long, device=pos.device)
+    ptr = torch.cat([sizes_t.new_zeros(1), torch.cumsum(sizes_t, 0)])
+    bsz = sizes_t.numel()
+    n_max = int(sizes_t.max()) if bsz else 0
+    node_mask = torch.arange(n_max, device=pos.device)[None, :] < sizes_t[:, None]
+    batch = torch.repeat_interleave(torch.arange(bsz, device=pos.device), sizes_t)
+    return GraphBatch(node_features=node_features, pos=pos, batch=batch, ptr=ptr, node_mask=node_mask)
 
 
 def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
@@ -163,18 +182,20 @@ def to_dense(values: Tensor, batch: GraphBatch) -> Tensor:
     return out
 
 
-def radius_edges(batch: GraphBatch, cutoff: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Edges between nodes of the same graph closer than ``cutoff`` Å, plus all bonded pairs.
+def radius_edges(batch: GraphBatch, cutoff: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Edges between nodes of the same graph closer than ``cutoff`` Å, plus all bonded pairs; with
+    ``cutoff=None`` every ordered pair of distinct nodes of a graph (the complete graph).
 
     Returns:
         ``src (E,)``, ``dst (E,)`` global node indices (messages flow ``src -> dst``), the graph index
         ``(E,)`` and padded local indices ``(E, 2)`` ``(i_dst, j_src)`` used to read dense edge tables.
     """
-    dense = to_dense(batch.pos, batch)
-    dist = torch.cdist(dense, dense)
     mask = batch.node_mask
     valid = mask[:, :, None] & mask[:, None, :]
-    valid &= (dist < cutoff) | (batch.topo == 1)
+    if cutoff is not None:
+        dense = to_dense(batch.pos, batch)
+        near = torch.cdist(dense, dense) < cutoff
+        valid &= near | (batch.topo == 1) if batch.topo is not None else near
     eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
     valid &= ~eye
     g, i, j = valid.nonzero(as_tuple=True)
