@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "MOLECULE_FORMAT",
     "TORSION_FORMAT",
     "LoadedModel",
     "clear_model_cache",
@@ -33,24 +34,26 @@ __all__ = [
 
 DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
 TORSION_FORMAT = "molgen-torsion-denoiser/1"
+MOLECULE_FORMAT = "molgen-molecule-denoiser/1"
 
 
 @dataclass
 class LoadedModel:
-    """A network ready for sampling, with its noise schedule and provenance.
+    """A network ready for sampling, with its noise processes and provenance.
 
     Attributes:
-        kind: what it denoises (``"torsion"``); :mod:`molgen.sampling` picks the sampler by kind.
+        kind: what it denoises (``"torsion"``, ``"molecules"``); :mod:`molgen.sampling` picks the sampler by kind.
         module: the ``torch.nn.Module`` in eval mode on ``device`` (None for non-network test models).
-        schedule: its noise schedule (e.g. :class:`~molgen.diffusion.torus.TorusSchedule`).
+        processes: the noise process of each diffused variable (:mod:`molgen.diffusion.process`), e.g.
+            ``{"torsion": TorusSchedule(...)}``.
         name: model name written into every conformer (``model`` SD tag).
-        meta: data hash, training step and config, checkpoint path.
+        meta: data hash, training step and config, the task's facts (``task``), checkpoint path.
         device: torch device string.
     """
 
     kind: str
     module: Any
-    schedule: Any
+    processes: dict
     name: str
     meta: dict = field(default_factory=dict)
     device: str = "cpu"
@@ -60,8 +63,15 @@ class LoadedModel:
         """Alias of :attr:`module` (the denoiser)."""
         return self.module
 
+    @property
+    def schedule(self) -> Any:
+        """The noise process of a model that diffuses one variable (e.g. the torsion schedule)."""
+        if not self.processes or len(self.processes) != 1:
+            raise AttributeError(f"model {self.name!r} diffuses {sorted(self.processes or {})}: use .processes")
+        return next(iter(self.processes.values()))
 
-#: checkpoint format -> builder(state dict, device) -> (kind, module, schedule)
+
+#: checkpoint format -> builder(state dict, device) -> (kind, module, {variable: noise process})
 Builder = Callable[[dict, str], tuple[str, Any, Any]]
 _BUILDERS: dict[str, Builder] = {}
 
@@ -100,7 +110,7 @@ def _import_e3nn() -> None:
 
 def _build_torsion(state: dict, device: str) -> tuple[str, Any, Any]:
     _import_e3nn()
-    from molgen.diffusion.torus import TorusSchedule, wrapped_normal_score_norm
+    from molgen.diffusion.torus import wrapped_normal_score_norm
     from molgen.models.torsion_denoiser import build_denoiser
 
     module = build_denoiser(state["model_config"])
@@ -108,10 +118,30 @@ def _build_torsion(state: dict, device: str) -> tuple[str, Any, Any]:
     module.eval().to(device)
     # build the E[score^2] table now: worker processes forked after loading inherit it
     wrapped_normal_score_norm(1.0)
-    return "torsion", module, TorusSchedule.from_dict(state["schedule"])
+    return "torsion", module, stored_processes(state)
+
+
+def _build_molecules(state: dict, device: str) -> tuple[str, Any, Any]:
+    _import_e3nn()
+    from molgen.models.molecule_denoiser import build_molecule_denoiser
+
+    module = build_molecule_denoiser(state["model_config"])
+    module.load_state_dict(state["state_dict"])
+    module.eval().to(device)
+    return "molecules", module, stored_processes(state)
+
+
+def stored_processes(state: dict) -> dict:
+    """The noise processes of a checkpoint (``processes``; older torsion checkpoints hold ``schedule``)."""
+    from molgen.diffusion.process import process_from_dict, processes_from_dict
+
+    if "processes" in state:
+        return processes_from_dict(state["processes"])
+    return {"torsion": process_from_dict({"type": "torus", **state["schedule"]})}
 
 
 register_model_type(TORSION_FORMAT, _build_torsion)
+register_model_type(MOLECULE_FORMAT, _build_molecules)
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
@@ -140,11 +170,11 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
 def load_checkpoint_model(path: Path | str, device: str = "cpu") -> LoadedModel:
     """Build the model stored in ``path`` on ``device`` (uncached; see :func:`load_model`)."""
     state = read_checkpoint(path)
-    kind, module, schedule = _BUILDERS[state["format"]](state, str(device))
-    meta = {k: state.get(k) for k in ("data_hash", "step", "train_config", "extra")}
+    kind, module, processes = _BUILDERS[state["format"]](state, str(device))
+    meta = {k: state.get(k) for k in ("data_hash", "step", "train_config", "task", "extra")}
     meta["path"] = str(path)
     name = (state.get("extra") or {}).get("name") or Path(path).stem
-    return LoadedModel(kind, module, schedule, name, meta, str(device))
+    return LoadedModel(kind, module, processes, name, meta, str(device))
 
 
 def default_model_path() -> Path:

@@ -1,32 +1,34 @@
 """Checkpoints that carry their own configuration.
 
-A checkpoint is one ``torch.save`` file holding the model weights, the model and schedule configs, the
-hash of the training data, the training config and step, and (for resumable training checkpoints) the
-optimizer state and loss log. Reading it back is the models' job
-(:func:`molgen.models.registry.load_checkpoint_model`), which needs nothing else. Files are written to a
-temporary name and renamed, so an interrupted save never leaves a truncated checkpoint.
+A checkpoint is one ``torch.save`` file holding the model weights, the network config, the noise
+processes, the hash of the training data, the training config and step, and (for resumable training
+checkpoints) the optimizer state and loss log. Its ``format`` names the model type, which
+:func:`molgen.models.registry.load_checkpoint_model` turns back into a network without anything else.
+Files are written to a temporary name and renamed, so an interrupted save never leaves a truncated
+checkpoint.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from molgen.atomic import atomic_path
-from molgen.diffusion.torus import TorusSchedule
-from molgen.models.registry import TORSION_FORMAT, read_checkpoint
-from molgen.models.torsion_denoiser import TorsionDenoiser, config_dict
+from molgen.diffusion.process import processes_to_dict
+from molgen.models.registry import read_checkpoint
 
-__all__ = ["CHECKPOINT_FORMAT", "read_checkpoint", "save_checkpoint"]
+if TYPE_CHECKING:
+    from molgen.training.tasks import TrainingTask
 
-CHECKPOINT_FORMAT = TORSION_FORMAT
+__all__ = ["read_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(
     path: Path | str,
-    model: TorsionDenoiser,
-    schedule: TorusSchedule,
+    model: torch.nn.Module,
+    task: TrainingTask,
     *,
     data_hash: str,
     step: int,
@@ -34,19 +36,23 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Save ``model`` with everything needed to reload and (with ``optimizer``) resume it."""
+    """Save ``model`` of ``task`` with everything needed to reload and (with ``optimizer``) resume it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    processes = task.processes
     state = {
-        "format": CHECKPOINT_FORMAT,
-        "model_config": config_dict(model),
-        "schedule": schedule.to_dict(),
+        "format": task.checkpoint_format,
+        "model_config": task.model_config(model),
+        "processes": processes_to_dict(processes),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "data_hash": data_hash,
         "step": step,
         "train_config": train_config or {},
+        "task": task.checkpoint_extra(),
         "extra": extra or {},
     }
+    if "torsion" in processes:  # readable by molgen versions before the noise processes were generic
+        state["schedule"] = {k: v for k, v in processes["torsion"].to_dict().items() if k != "type"}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     with atomic_path(path) as tmp:

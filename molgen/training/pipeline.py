@@ -59,7 +59,7 @@ def export_weights(checkpoint: Path, out: Path, *, name: str, command: str | Non
         "device": summary.get("device"),
         "train_molecules": summary.get("train_molecules"),
         "model_config": state["model_config"],
-        "schedule": state["schedule"],
+        "processes": state.get("processes") or {"torsion": state["schedule"]},
         "train_config": state["train_config"],
         "loss_log": last["extra"].get("log", []),
         "file_sha256": file_sha256(out),
@@ -83,7 +83,7 @@ given its heavy-atom graph and 3D coordinates. Used by `molgen conformers` by de
 | wall time | {summary.get('wall_s')} s on {summary.get('device')} |
 | validation loss (normalised score matching, 1.0 = predicting zero) | {state['extra'].get('val_loss')} |
 | model config | `{json.dumps(state['model_config'])}` |
-| noise schedule | `{json.dumps(state['schedule'])}` |
+| noise processes | `{json.dumps(facts['processes'])}` |
 | weights file sha256 | `{facts['file_sha256']}` |
 
 The loss curve is in `{out.with_suffix('.json').name}` (`loss_log`). Intended use: drug-like organic
@@ -111,7 +111,7 @@ def train_conformer_model(
     The exported model is named ``name``, by default the stem of ``export`` (``torsion_ccd_v2.pt`` ->
     ``torsion_ccd_v2``); the name is stored in the weights and written into every conformer's ``model`` tag.
     """
-    from molgen.training.train_conformers import TrainConfig, train
+    from molgen.training.trainer import TrainConfig, train
 
     npz = Path(data) if data else prepare_training_data(cache, workers=workers, seeds=seeds)
     cfg = TrainConfig(data=str(npz), out=str(out), **train_options)

@@ -1,248 +1,95 @@
-"""Train the torsion denoiser by denoising score matching on the torus.
+"""The torsional-diffusion training task: the torsion denoiser by score matching on the torus.
 
 For each molecule of a batch: draw ``t ~ U(0, 1)``, ``sigma = sigma_min^(1-t) sigma_max^t``; draw a
 torsion increment ``delta ~ WN(0, sigma^2)`` per rotatable bond and rotate the conformer-matched
-coordinates by it; the network predicts ``score(delta, sigma)`` and is trained with the normalised loss
-of :meth:`molgen.diffusion.torus.TorusSchedule.loss` (Jing et al., 2022, Eq. 4).
+coordinates by it; the network predicts the score ``score(delta, sigma)`` in units of its
+root-mean-square, trained with the normalised loss of torsional diffusion (Jing et al., 2022, Eq. 4),
+which is :meth:`~molgen.diffusion.process.NoiseProcess.output_loss` of the
+:class:`~molgen.diffusion.torus.TorusSchedule`.
 
-Resumable: ``<out>/last.pt`` is written every ``checkpoint_every`` steps with the optimizer state and the
-loss log; rerunning the same command continues from it. ``<out>/best.pt`` keeps the lowest validation
-loss; ``<out>/loss_log.jsonl`` has one line per logging interval. Under ``torchrun`` (or SLURM, see
-:mod:`molgen.training.distributed`) it trains data-parallel.
+``python -m molgen.training.train_conformers --data X.npz --out DIR [--steps N ...]`` trains it with the
+shared loop (:mod:`molgen.training.trainer`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import sys
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch import Tensor, nn
 
 from molgen.datasets.conformer_dataset import TorsionConformerDataset, file_sha256
 from molgen.diffusion.torsion_ops import apply_torsion_deltas
-from molgen.diffusion.torus import TorusSchedule, sample_wrapped_normal
+from molgen.diffusion.torus import TorusSchedule
 from molgen.models.graph import GraphBatch, collate_graphs
-from molgen.models.torsion_denoiser import DenoiserConfig, TorsionDenoiser
-from molgen.training.checkpoint import read_checkpoint, save_checkpoint
-from molgen.training.distributed import DistributedContext
+from molgen.models.registry import TORSION_FORMAT
+from molgen.models.torsion_denoiser import DenoiserConfig, TorsionDenoiser, config_dict
+from molgen.training.tasks import TrainingTask, register_task
+from molgen.training.trainer import TrainConfig, lr_at, train
 
-
-@dataclass
-class TrainConfig:
-    """Options of a training run (stored in every checkpoint)."""
-
-    data: str = ""
-    out: str = ""
-    steps: int = 20000
-    batch_size: int = 32
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    warmup: int = 200
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
-    ema_decay: float = 0.999
-    val_every: int = 1000
-    val_molecules: int = 512
-    checkpoint_every: int = 500
-    log_every: int = 50
-    max_minutes: float | None = None
-    num_workers: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    seed: int = 1
-    max_train_molecules: int | None = None
-    model: dict = field(default_factory=dict)
+__all__ = ["TorsionTask", "TrainConfig", "lr_at", "noised_batch", "train"]
 
 
 def noised_batch(
     batch: GraphBatch, schedule: TorusSchedule, generator: torch.Generator | None = None
-) -> tuple[GraphBatch, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Perturb the torsions of ``batch``: returns ``(noised batch, sigma (B,), delta (T,), sigma per torsion (T,))``."""
+) -> tuple[GraphBatch, Tensor, Tensor, Tensor]:
+    """Perturb the torsions of ``batch``.
+
+    Returns ``(noised batch, sigma (B,), delta (T,), t per torsion (T,))``: noise levels in radians, the
+    wrapped increments applied to the rotatable bonds, and each torsion's diffusion time.
+    """
     device = batch.pos.device
     t = torch.rand(batch.num_graphs, generator=generator, device=device)
-    sigma = schedule.sigma(t).to(batch.pos.dtype)
-    sigma_t = sigma[batch.torsion_graph]
-    delta = sample_wrapped_normal(sigma_t, sigma_t.shape, generator, dtype=batch.pos.dtype, device=device)
+    t_tor = t[batch.torsion_graph].to(batch.pos.dtype)
+    delta = schedule.draw_noise(t_tor, t_tor.shape, generator)
     pos = apply_torsion_deltas(batch.pos, batch.torsion_index, delta)
-    return batch.with_pos(pos), sigma, delta, sigma_t
+    return batch.with_pos(pos), schedule.sigma(t).to(batch.pos.dtype), delta, t_tor
 
 
-def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
-    """Linear warm-up then cosine decay from ``lr`` to ``min_lr``.
+@register_task
+class TorsionTask(TrainingTask):
+    """Torsional diffusion of conformer-matched CCD ligands (``cfg.data``: the ``.npz`` training arrays)."""
 
-    Progress is the larger of ``step / steps`` and, with ``max_minutes``, the fraction of the time budget
-    used, so a time-limited run still anneals fully.
-    """
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    if cfg.max_minutes:
-        progress = max(progress, min(1.0, elapsed_s / (60.0 * cfg.max_minutes)))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    name = "torsion"
+    checkpoint_format = TORSION_FORMAT
 
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        self.schedule = TorusSchedule(**self.options.get("schedule", {}))
 
-def _infinite(loader: DataLoader, ctx: DistributedContext):
-    epoch = 0
-    while True:
-        if ctx.sampler is not None:
-            ctx.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+    @property
+    def processes(self) -> dict:
+        return {"torsion": self.schedule}
 
+    def build_model(self, overrides: dict) -> nn.Module:
+        return TorsionDenoiser(DenoiserConfig(**overrides))
 
-@torch.no_grad()
-def validation_loss(model: torch.nn.Module, batches: list[GraphBatch], schedule: TorusSchedule, device: torch.device) -> float:
-    """Mean normalised loss over fixed validation batches with a fixed noise seed (comparable across runs)."""
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(12345)
-    total, count = 0.0, 0
-    for b in batches:
-        b = b.to(device)
-        noised, sigma, delta, sigma_t = noised_batch(b, schedule, gen)
-        pred = model(noised, sigma)
-        total += schedule.loss(schedule.score_from_sigma(pred, sigma_t), delta, sigma_t).item() * len(delta)
-        count += len(delta)
-    model.train()
-    return total / max(count, 1)
+    def model_config(self, model: nn.Module) -> dict:
+        return config_dict(model)  # type: ignore[arg-type]
 
+    def data_hash(self) -> str:
+        return file_sha256(Path(self.cfg.data))
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; returns the path of the best checkpoint."""
-    ctx = DistributedContext.from_env()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = ctx.device(cfg.device)
-    torch.manual_seed(cfg.seed + ctx.rank)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data_hash = file_sha256(Path(cfg.data))
-    schedule = TorusSchedule()
-    model_cfg = DenoiserConfig(**cfg.model)
-    model = TorsionDenoiser(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # exponential moving average of the weights: validated, checkpointed and shipped
-    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay))
+    def datasets(self) -> tuple:
+        cfg = self.cfg
+        return (TorsionConformerDataset(cfg.data, "train", cfg.max_train_molecules),
+                TorsionConformerDataset(cfg.data, "val", cfg.val_molecules))
 
-    step, log, best_val, elapsed_before = 0, [], math.inf, 0.0
-    last = out / "last.pt"
-    if last.exists():
-        state = read_checkpoint(last)
-        if state["data_hash"] != data_hash:
-            raise ValueError(f"{last} was trained on other data (hash {state['data_hash'][:12]}…); use a new --out")
-        model.load_state_dict(state["extra"]["raw_state_dict"])
-        ema.module.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-        ema.n_averaged.fill_(state["extra"].get("ema_n_averaged", step))
-        log = state["extra"].get("log", [])
-        best_val = state["extra"].get("best_val", math.inf)
-        elapsed_before = state["extra"].get("elapsed_s", 0.0)
-        ctx.print(f"resumed from {last} at step {step}")
+    def collate(self, items: list) -> GraphBatch:
+        return collate_graphs(items)
 
-    train_set = TorsionConformerDataset(cfg.data, "train", cfg.max_train_molecules)
-    val_set = TorsionConformerDataset(cfg.data, "val", cfg.val_molecules)
-    ctx.print(f"{len(train_set)} training / {len(val_set)} validation molecules, data {data_hash[:12]}, device {device}")
-    sampler = ctx.make_sampler(train_set, cfg.seed)
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=collate_graphs,
-        num_workers=cfg.num_workers, drop_last=True, persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed + step),
-    )
-    val_batches = [collate_graphs([val_set[i] for i in range(k, min(k + 64, len(val_set)))]) for k in range(0, len(val_set), 64)]
-    ddp_model = ctx.wrap(model)
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not ctx.is_main, mininterval=5, file=sys.stderr)
-    t_start = time.time()
-    running, running_n = 0.0, 0
-    batches = _infinite(loader, ctx)
-    while step < cfg.steps:
-        # rank 0's clock on every rank: same learning rate, same stopping step
-        elapsed = ctx.agree(elapsed_before + time.time() - t_start) if cfg.max_minutes is not None else 0.0
-        if cfg.max_minutes is not None and elapsed / 60 > cfg.max_minutes:
-            ctx.print(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
-            break
-        batch = next(batches).to(device)
-        lr = lr_at(step, cfg, elapsed)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        noised, sigma, delta, sigma_t = noised_batch(batch, schedule)
-        pred = ddp_model(noised, sigma)
-        loss = schedule.loss(schedule.score_from_sigma(pred, sigma_t), delta, sigma_t)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        ema.update_parameters(model)
-        step += 1
-        running += loss.item()
-        running_n += 1
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            entry = {"step": step, "loss": running / running_n, "lr": lr,
-                     "elapsed_s": round(elapsed_before + time.time() - t_start, 1)}
-            running, running_n = 0.0, 0
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                entry["val_loss"] = validation_loss(ema.module, val_batches, schedule, device)
-                if ctx.is_main and entry["val_loss"] < best_val:
-                    best_val = entry["val_loss"]
-                    save_checkpoint(out / "best.pt", ema.module, schedule, data_hash=data_hash, step=step,
-                                    train_config=asdict(cfg), extra={"val_loss": best_val})
-            log.append(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", **({"val": f"{entry['val_loss']:.3f}"} if "val_loss" in entry else {}))
-            if ctx.is_main:
-                with open(out / "loss_log.jsonl", "a") as fh:
-                    fh.write(json.dumps(entry) + "\n")
-        if ctx.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(last, ema.module, schedule, data_hash=data_hash, step=step, train_config=asdict(cfg),
-                            optimizer=optimizer,
-                            extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start,
-                                   "raw_state_dict": model.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
-    bar.close()
-    drift = ctx.replicas_max_difference(model)
-    if drift > 1e-6:
-        raise RuntimeError(f"data-parallel replicas diverged: parameters differ by up to {drift:.3g} between ranks")
-    if ctx.is_main:
-        final_val = validation_loss(ema.module, val_batches, schedule, device)
-        if final_val < best_val:
-            best_val = final_val
-            save_checkpoint(out / "best.pt", ema.module, schedule, data_hash=data_hash, step=step,
-                            train_config=asdict(cfg), extra={"val_loss": best_val})
-        save_checkpoint(last, ema.module, schedule, data_hash=data_hash, step=step, train_config=asdict(cfg),
-                        optimizer=optimizer,
-                        extra={"log": log, "best_val": best_val, "elapsed_s": elapsed_before + time.time() - t_start,
-                               "raw_state_dict": model.state_dict(), "ema_n_averaged": int(ema.n_averaged)})
-        summary = {"step": step, "best_val_loss": best_val, "final_val_loss": final_val,
-                   "wall_s": round(elapsed_before + time.time() - t_start, 1), "data_hash": data_hash,
-                   "device": str(device), "train_molecules": len(train_set), "world_size": ctx.world_size}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        ctx.print(json.dumps(summary))
-    ctx.close()
-    return out / "best.pt"
+    def loss(self, model: nn.Module, batch: GraphBatch, generator: torch.Generator | None = None) -> tuple[Tensor, float]:
+        noised, sigma, delta, t_tor = noised_batch(batch, self.schedule, generator)
+        out = model(noised, sigma)
+        return self.schedule.output_loss(out, delta, t_tor).mean(), float(len(delta))
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m molgen.training.train_conformers --data X.npz --out DIR [--steps N ...]``."""
-    import argparse
+    from molgen.training.trainer import main as trainer_main
 
-    parser = argparse.ArgumentParser(description="train the molgen torsion denoiser")
-    defaults = TrainConfig()
-    for name, value in asdict(defaults).items():
-        if name == "model":
-            parser.add_argument("--model-json", default="{}", help="DenoiserConfig overrides as JSON")
-            continue
-        typ = type(value) if value is not None else (float if name == "max_minutes" else int)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=typ, default=value)
-    args = vars(parser.parse_args(argv))
-    args["model"] = json.loads(args.pop("model_json"))
-    train(TrainConfig(**args))
+    trainer_main(["--task", "torsion", *(argv if argv is not None else __import__("sys").argv[1:])])
 
 
 if __name__ == "__main__":

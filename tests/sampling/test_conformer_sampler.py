@@ -5,17 +5,17 @@ import pytest
 import torch
 from rdkit import Chem
 
-from molgen.diffusion.torus import TorusSchedule
 from molgen.models.torsion_denoiser import DenoiserConfig, TorsionDenoiser
 from molgen.sampling.conformer_sampler import load_model, sample_conformers
 from molgen.training.checkpoint import save_checkpoint
+from molgen.training.train_conformers import TorsionTask, TrainConfig
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, TorsionDenoiser(DenoiserConfig(ns=16, nv=4, num_layers=2)), TorusSchedule(),
+    save_checkpoint(path, TorsionDenoiser(DenoiserConfig(ns=16, nv=4, num_layers=2)), TorsionTask(TrainConfig()),
                     data_hash="0" * 64, step=0)
     return path
 

@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 def _rank(rank: int, world: int, port: int, cfg: TrainConfig, skew_lr: bool = False) -> None:
     if skew_lr:  # a broken run: rank 1 steps with another learning rate
-        import molgen.training.train_conformers as tc
+        import molgen.training.trainer as tc
 
         plain = tc.lr_at
         tc.lr_at = lambda step, c, elapsed=0.0: plain(step, c, elapsed) * (1 + rank)
