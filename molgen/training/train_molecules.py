@@ -1,0 +1,238 @@
+"""The de novo molecule task: diffusion over Cartesian positions and atom types (EDM) with conditions.
+
+Variables and noise (Hoogeboom et al. 2022, "Equivariant Diffusion for Molecule Generation in 3D"):
+
+* ``pos``: positions in Å, centred per molecule, noised by a :class:`~molgen.diffusion.process.VPSchedule`
+  in the zero-centre-of-mass subspace (:mod:`molgen.diffusion.subspace`);
+* ``atom_type``: one-hot element and formal-charge rows (:mod:`molgen.chem.atom_encoding`) scaled by
+  ``type_scale`` (EDM's 0.25), noised by the same kind of schedule.
+
+The network (:class:`~molgen.models.molecule_denoiser.MoleculeDenoiser`) predicts both noises; the loss
+is their squared error summed over a molecule's ``3 n + F n`` numbers and divided by that count, then
+averaged over molecules (EDM's ``l2`` objective).
+
+Conditions (classifier-free guidance, Ho & Salimans 2022): each molecule carries its normalised
+properties ``(p - mean) / MAD`` (train-split statistics) for ``conditions``, e.g. QM9's polarizability
+``alpha``, HOMO-LUMO ``gap`` and the number of heavy atoms ``num_heavy_atoms``. In training, with
+probability ``drop_all`` every condition is dropped (the unconditional model), otherwise each is dropped
+independently with probability ``drop_each``, so one network serves every subset of conditions.
+
+Data: QM9 (:mod:`molgen.datasets.qm9`, EDM's split, held-out molecules removed). ``half="second"`` trains
+on the second half of the training split, EDM's ``D_b``: the property regressors that judge conditional
+samples are trained on the first half ``D_a`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from molgen.chem.atom_encoding import QM9_ENCODING, AtomEncoding
+from molgen.diffusion.process import VPSchedule
+from molgen.diffusion.subspace import remove_mean, subspace_noise
+from molgen.models.graph import GraphBatch, node_batch
+from molgen.models.molecule_denoiser import MoleculeDenoiser, MoleculeDenoiserConfig, molecule_config_dict
+from molgen.models.registry import MOLECULE_FORMAT
+from molgen.training.tasks import TrainingTask, register_task
+from molgen.training.trainer import TrainConfig
+
+__all__ = ["MoleculeBatch", "MoleculeTask", "QM9Molecules", "condition_values"]
+
+#: names a condition may take besides the QM9 properties
+EXTRA_CONDITIONS = ("num_heavy_atoms",)
+
+
+@dataclass
+class MoleculeBatch:
+    """Clean molecules: ``graph`` (one-hot types as ``node_features`` ``(N, F)``, centred ``pos`` ``(N, 3)`` Å)
+    and normalised conditions ``cond`` ``(B, C)`` (None without conditions)."""
+
+    graph: GraphBatch
+    cond: Tensor | None
+
+    def to(self, device: torch.device | str) -> MoleculeBatch:
+        return MoleculeBatch(self.graph.to(device), None if self.cond is None else self.cond.to(device))
+
+
+def condition_values(split: Any, name: str) -> np.ndarray:
+    """``(M,)`` float64 raw values of condition ``name`` for every molecule of a QM9 split."""
+    if name == "num_heavy_atoms":
+        return np.asarray(split.num_heavy_atoms, dtype=np.float64)
+    if name in split.properties:
+        return np.asarray(split.properties[name], dtype=np.float64)
+    raise ValueError(f"unknown condition {name!r}: choose from {sorted(split.properties) + list(EXTRA_CONDITIONS)}")
+
+
+def mean_mad(values: np.ndarray, floor: float = 0.0) -> dict[str, float]:
+    """Mean and mean absolute deviation of ``values`` (EDM normalises properties by them), the deviation
+    at least ``floor`` (counts such as QM9's heavy atoms, mostly 9, have a MAD of 0.34)."""
+    mean = float(np.mean(values))
+    return {"mean": mean, "mad": max(float(np.mean(np.abs(values - mean))), floor) or 1.0}
+
+
+class QM9Molecules(torch.utils.data.Dataset):
+    """Items ``{"types" (n, F), "pos" (n, 3) Å centred, "cond" (C,)}`` of a QM9 split (or a half of it)."""
+
+    def __init__(
+        self,
+        split: Any,
+        encoding: AtomEncoding,
+        conditions: list[str],
+        norms: dict[str, dict[str, float]],
+        indices: np.ndarray | None = None,
+    ) -> None:
+        self.split = split
+        self.encoding = encoding
+        self.indices = np.arange(len(split)) if indices is None else np.asarray(indices)
+        cond = [(condition_values(split, c) - norms[c]["mean"]) / norms[c]["mad"] for c in conditions]
+        self.cond = np.stack(cond, 1).astype(np.float32) if cond else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict[str, np.ndarray]:
+        i = int(self.indices[k])
+        a, b = int(self.split.ptr[i]), int(self.split.ptr[i + 1])
+        pos = self.split.positions[a:b].astype(np.float32)
+        item = {
+            "types": self.encoding.encode(self.split.atomic_numbers[a:b], self.split.formal_charges[a:b]),
+            "pos": pos - pos.mean(0, keepdims=True),
+        }
+        if self.cond is not None:
+            item["cond"] = self.cond[i]
+        return item
+
+
+def collate_molecules(items: list[dict[str, np.ndarray]]) -> MoleculeBatch:
+    """A :class:`MoleculeBatch` from :class:`QM9Molecules` items."""
+    sizes = [len(it["pos"]) for it in items]
+    graph = node_batch(
+        torch.from_numpy(np.concatenate([it["types"] for it in items])),
+        torch.from_numpy(np.concatenate([it["pos"] for it in items])),
+        sizes,
+    )
+    cond = torch.from_numpy(np.stack([it["cond"] for it in items])) if "cond" in items[0] else None
+    return MoleculeBatch(graph, cond)
+
+
+@register_task
+class MoleculeTask(TrainingTask):
+    """De novo QM9 molecules (see the module docstring). Options (``task_options``):
+
+    ``conditions`` (list of names, default ``[]``), ``drop_all`` (0.1), ``drop_each`` (0.5),
+    ``type_scale`` (0.25), ``half`` (``"all"``, ``"first"`` or ``"second"``; default ``"second"`` with
+    conditions, ``"all"`` without), ``cache`` (QM9 cache root), ``schedule`` (VPSchedule parameters).
+    """
+
+    name = "molecules"
+    checkpoint_format = MOLECULE_FORMAT
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        opts = self.options
+        self.conditions: list[str] = list(opts.get("conditions", []))
+        self.drop_all = float(opts.get("drop_all", 0.1))
+        self.drop_each = float(opts.get("drop_each", 0.5))
+        self.type_scale = float(opts.get("type_scale", 0.25))
+        self.half = opts.get("half", "second" if self.conditions else "all")
+        if self.half not in ("all", "first", "second"):
+            raise ValueError(f"task option half must be 'all', 'first' or 'second', got {self.half!r}")
+        self.schedule = VPSchedule(**opts.get("schedule", {}))
+        self.encoding = QM9_ENCODING
+        self._train = self._val = None
+        self.norms: dict[str, dict[str, float]] = {}
+        self.atom_counts: dict[int, float] = {}
+
+    @property
+    def processes(self) -> dict:
+        return {"pos": self.schedule, "atom_type": self.schedule}
+
+    def build_model(self, overrides: dict) -> nn.Module:
+        cfg = {"type_dim": self.encoding.dim, "cond_dim": len(self.conditions), **overrides}
+        return MoleculeDenoiser(MoleculeDenoiserConfig(**cfg))
+
+    def model_config(self, model: nn.Module) -> dict:
+        return molecule_config_dict(model)  # type: ignore[arg-type]
+
+    def _load(self) -> None:
+        if self._train is not None:
+            return
+        from molgen.datasets.qm9 import build_qm9, load_qm9_meta, load_qm9_split
+
+        cache = self.options.get("cache")
+        build_qm9(cache)
+        self._meta = load_qm9_meta(cache) or {}
+        self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
+        n = len(self._train)
+        self._indices = {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[self.half]
+        self.norms = {c: mean_mad(condition_values(self._train, c), 1.0 if c in EXTRA_CONDITIONS else 0.0)
+                      for c in self.conditions}
+        sizes = np.diff(self._train.ptr)[self._indices]
+        counts = np.bincount(sizes)
+        self.atom_counts = {int(k): float(v / counts.sum()) for k, v in enumerate(counts) if v}
+
+    def data_hash(self) -> str:
+        self._load()
+        key = {"sources": self._meta.get("source_sha256"), "split": self._meta.get("split"),
+               "removed": self._meta.get("heldout_removed"), "half": self.half, "conditions": self.conditions}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def datasets(self) -> tuple:
+        self._load()
+        train = QM9Molecules(self._train, self.encoding, self.conditions, self.norms, self._indices)
+        val_idx = np.arange(min(self.cfg.val_molecules, len(self._val)))
+        val = QM9Molecules(self._val, self.encoding, self.conditions, self.norms, val_idx)
+        if self.cfg.max_train_molecules:
+            train.indices = train.indices[: self.cfg.max_train_molecules]
+        return train, val
+
+    def collate(self, items: list) -> MoleculeBatch:
+        return collate_molecules(items)
+
+    def condition_mask(self, batch_size: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        """``(B, C)`` bool: which conditions each molecule keeps this step (classifier-free dropout)."""
+        c = len(self.conditions)
+        keep = torch.rand((batch_size, c), generator=generator, device=device) >= self.drop_each
+        null = torch.rand((batch_size, 1), generator=generator, device=device) < self.drop_all
+        return keep & ~null
+
+    def loss(self, model: nn.Module, batch: MoleculeBatch, generator: torch.Generator | None = None) -> tuple[Tensor, float]:
+        g = batch.graph
+        dev, dtype = g.pos.device, g.pos.dtype
+        b = g.num_graphs
+        t = torch.rand(b, generator=generator, device=dev, dtype=dtype)
+        alpha, sigma = self.schedule.alpha(t).to(dtype), self.schedule.sigma(t).to(dtype)
+        a_n, s_n = alpha[g.batch, None], sigma[g.batch, None]
+        eps_pos = subspace_noise(g.batch, 3, generator, dtype=dtype, num_graphs=b)
+        types0 = g.node_features * self.type_scale
+        eps_type = torch.randn(types0.shape, generator=generator, dtype=dtype, device=dev)
+        pos0 = remove_mean(g.pos, g.batch, b)
+        noised = g.replace(pos=a_n * pos0 + s_n * eps_pos, node_features=a_n * types0 + s_n * eps_type)
+        mask = self.condition_mask(b, generator, dev) if self.conditions else None
+        pred_pos, pred_type = model(noised, sigma / alpha, batch.cond, mask)
+        t_node = t[g.batch, None]
+        err = self.schedule.output_loss(pred_pos, eps_pos, t_node).sum(1) + self.schedule.output_loss(
+            pred_type, eps_type, t_node
+        ).sum(1)
+        per_mol = torch.zeros(b, dtype=dtype, device=dev).index_add_(0, g.batch, err)
+        counts = torch.bincount(g.batch, minlength=b).to(dtype)
+        per_mol = per_mol / (counts * (3 + types0.shape[1]))
+        return per_mol.mean(), float(b)
+
+    def checkpoint_extra(self) -> dict:
+        self._load()
+        return {
+            "encoding": self.encoding.to_dict(),
+            "type_scale": self.type_scale,
+            "conditions": self.conditions,
+            "normalisation": self.norms,
+            "atom_counts": {str(k): v for k, v in self.atom_counts.items()},
+            "dataset": "qm9",
+            "half": self.half,
+        }
