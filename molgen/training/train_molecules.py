@@ -148,6 +148,7 @@ class MoleculeTask(TrainingTask):
         self._train = self._val = None
         self.norms: dict[str, dict[str, float]] = {}
         self.atom_counts: dict[int, float] = {}
+        self.atom_counts_by_heavy: dict[int, dict[int, float]] = {}
 
     @property
     def processes(self) -> dict:
@@ -176,6 +177,11 @@ class MoleculeTask(TrainingTask):
         sizes = np.diff(self._train.ptr)[self._indices]
         counts = np.bincount(sizes)
         self.atom_counts = {int(k): float(v / counts.sum()) for k, v in enumerate(counts) if v}
+        heavy = np.asarray(self._train.num_heavy_atoms, dtype=np.int64)[self._indices]
+        self.atom_counts_by_heavy = {
+            int(h): {int(k): float(v / (heavy == h).sum()) for k, v in enumerate(np.bincount(sizes[heavy == h])) if v}
+            for h in np.unique(heavy)
+        }
 
     def data_hash(self) -> str:
         self._load()
@@ -233,6 +239,7 @@ class MoleculeTask(TrainingTask):
             "conditions": self.conditions,
             "normalisation": self.norms,
             "atom_counts": {str(k): v for k, v in self.atom_counts.items()},
+            "atom_counts_by_heavy": {str(h): {str(k): v for k, v in d.items()} for h, d in self.atom_counts_by_heavy.items()},
             "dataset": "qm9",
             "half": self.half,
         }
