@@ -80,6 +80,7 @@ _TASKS: dict[str, type[TrainingTask]] = {}
 _TASK_MODULES = {
     "torsion": "molgen.training.train_conformers",
     "molecules": "molgen.training.train_molecules",
+    "property": "molgen.training.train_property",
 }
 
 
