@@ -1,4 +1,4 @@
-"""molgen: 3D conformers from E(3)-equivariant torsional diffusion.
+"""molgen: 3D conformers and new 3D molecules from E(3)-equivariant diffusion.
 
 Heavy modules (torch, rdkit, e3nn) are imported lazily so that ``import molgen`` and
 ``molgen --help`` stay fast.
@@ -8,11 +8,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["SamplingOptions", "__version__", "generate_conformers", "generate_conformers_many", "load_model"]
+__all__ = [
+    "SamplingOptions",
+    "__version__",
+    "generate_conformers",
+    "generate_conformers_many",
+    "load_model",
+    "sample_molecules",
+]
 
 
 def __getattr__(name: str):  # PEP 562 lazy public API
-    if name in ("SamplingOptions", "generate_conformers", "generate_conformers_many", "load_model"):
+    if name in ("SamplingOptions", "generate_conformers", "generate_conformers_many", "load_model", "sample_molecules"):
         from molgen import api
 
         return getattr(api, name)

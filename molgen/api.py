@@ -1,4 +1,5 @@
-"""Public Python API: :func:`generate_conformers`, :func:`generate_conformers_many` and :func:`load_model`.
+"""Public Python API: :func:`generate_conformers`, :func:`generate_conformers_many`, :func:`sample_molecules`
+and :func:`load_model`.
 
 They turn SMILES strings or RDKit Mols into Mols holding validated 3D conformers (Å); the work is done
 by :func:`molgen.sampling.pipeline.generate_many` (sampling rounds, validation, post-processing) with
@@ -28,6 +29,7 @@ __all__ = [
     "generate_conformers",
     "generate_conformers_many",
     "load_model",
+    "sample_molecules",
 ]
 
 log = logging.getLogger(__name__)
@@ -221,3 +223,52 @@ def generate_conformers(
     if isinstance(result, Exception):
         raise result
     return result
+
+
+def sample_molecules(
+    n: int,
+    *,
+    conditions: dict[str, float] | None = None,
+    guidance: float = 1.0,
+    num_atoms: int | list[int] | None = None,
+    method: str = "ddim",
+    steps: int = 100,
+    seed: int = 1,
+    model: str | Path | None = None,
+    device: str = "cpu",
+    keep_invalid: bool = False,
+    batch_size: int = 256,
+) -> Any:
+    """Generate new 3D molecules (with hydrogens) from the de novo position/type diffusion model.
+
+    Args:
+        n: molecules to generate.
+        conditions: target properties by name, in the model's units (QM9 model: ``alpha`` in Bohr^3,
+            ``gap`` in eV, ``num_heavy_atoms``); the others are left free.
+        guidance: classifier-free guidance scale ``w`` (0: unconditional, 1: conditional, > 1: stronger).
+        num_atoms: atoms per molecule, hydrogens included (default: drawn from the training data).
+        method: ``"ddim"`` (deterministic) or ``"ddpm"`` (ancestral, EDM's sampler; use ~1000 steps).
+        steps: reverse-diffusion steps.
+        seed: random seed.
+        model: a checkpoint (default: the shipped QM9 model, or ``$MOLGEN_MOLECULE_MODEL``).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        keep_invalid: also return molecules whose bonds could not be perceived (flagged ``valid=0``).
+        batch_size: molecules per denoiser call.
+
+    Returns:
+        A :class:`~molgen.sampling.molecule_output.GeneratedMolecules`: a sequence of RDKit ``Mol``
+        objects with one 3D conformer (Å) each and the properties ``valid``, ``atom_stable_fraction``,
+        ``mol_stable``, ``smiles``, ``condition_<name>``, ``guidance``, ``seed``; ``.num_generated``,
+        ``.reasons`` (failures by reason) and ``.summary`` tell what happened to all of them.
+
+    Raises:
+        InputError: bad options, an unknown condition, or a model that cannot be loaded.
+    """
+    from molgen.models.registry import default_molecule_model_path
+    from molgen.sampling.molecule_output import collect
+    from molgen.sampling.molecule_sampler import sample_atoms
+
+    loaded = load_model(model if model is not None else default_molecule_model_path(), device)
+    gens = sample_atoms(loaded, n, conditions=conditions, guidance=guidance, num_atoms=num_atoms, method=method,
+                        steps=steps, seed=seed, batch_size=batch_size)
+    return collect(gens, keep_invalid=keep_invalid, model_name=loaded.name)

@@ -1,4 +1,5 @@
-"""Command-line interface: ``molgen conformers INPUT -n 10 -o out.sdf``, ``molgen merge out/ -o all.sdf``.
+"""Command-line interface: ``molgen conformers INPUT -n 10 -o out.sdf``, ``molgen merge out/ -o all.sdf``,
+``molgen sample molecules -n 100 -o new.sdf``, ``molgen train ...``, ``molgen bench ...``.
 
 The CLI parses options into a :class:`molgen.sampling.options.SamplingOptions` and a
 :class:`molgen.batch.runner.BatchConfig` and prints; it holds no tensors. Heavy imports (rdkit, numpy,
@@ -21,13 +22,13 @@ import typer
 
 from molgen import __version__
 
-__all__ = ["app", "bench_app", "main", "train_app"]
+__all__ = ["app", "bench_app", "main", "sample_app", "train_app"]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="molgen",
-    help="Generate 3D molecular conformers with a torsional-diffusion model.",
+    help="Generate 3D conformers (torsional diffusion) and new 3D molecules (position/type diffusion).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,18 +37,25 @@ app = typer.Typer(
 )
 train_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown")
 bench_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown")
+sample_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown")
 app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
+app.add_typer(sample_app, name="sample")
 
 
 @train_app.callback()
 def _train() -> None:
-    """Train conformer models (`molgen train conformers`)."""
+    """Train models (`molgen train conformers`, `molgen train molecules`)."""
 
 
 @bench_app.callback()
 def _bench() -> None:
-    """Benchmark conformer generation (`molgen bench conformers`)."""
+    """Benchmark generation (`molgen bench conformers`, `molgen bench molecules`)."""
+
+
+@sample_app.callback()
+def _sample() -> None:
+    """Generate new molecules (`molgen sample molecules`)."""
 
 
 class SamplerChoice(str, Enum):
@@ -63,6 +71,29 @@ class PlanarChoice(str, Enum):
 
 class OptimizeChoice(str, Enum):
     mmff = "mmff"
+
+
+class MoleculeSamplerChoice(str, Enum):
+    ddim = "ddim"
+    ddpm = "ddpm"
+    sde = "sde"
+    heun = "heun"
+
+
+def _parse_conditions(values: list[str]) -> dict[str, float]:
+    """``["alpha=80", "gap=5.5"]`` -> ``{"alpha": 80.0, "gap": 5.5}``; raises InputError naming a bad item."""
+    from molgen.errors import InputError
+
+    out: dict[str, float] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--condition {item!r}: expected NAME=NUMBER, e.g. alpha=80") from None
+    return out
 
 
 def _version_callback(value: bool) -> None:
@@ -407,6 +438,142 @@ def bench_conformers(ctx: typer.Context) -> None:
     markdown table and a PNG plot.
     """
     from molgen.bench.conformers import main as bench_main
+
+    bench_main(list(ctx.args))
+
+
+@sample_app.command("molecules")
+def sample_molecules_cmd(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output SDF (.sdf or .sdf.gz).", show_default=False)],
+    num: Annotated[int, typer.Option("-n", "--num", min=1, help="Molecules to generate.")] = 100,
+    condition: Annotated[
+        list[str] | None,
+        typer.Option("--condition", help="Target property NAME=VALUE, repeatable (QM9 model: alpha in Bohr^3, "
+                     "gap in eV, num_heavy_atoms).", show_default=False),
+    ] = None,
+    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale w (0: ignore the "
+                                            "condition, 1: conditional model, > 1: stronger).")] = 1.0,
+    num_atoms: Annotated[
+        int | None, typer.Option("--num-atoms", min=1, help="Atoms per molecule with hydrogens [default: drawn "
+                                 "from the training data].", show_default=False)
+    ] = None,
+    method: Annotated[MoleculeSamplerChoice, typer.Option("--sampler", help="ddim (deterministic), ddpm "
+                                                          "(ancestral, EDM's), sde or heun.")] = MoleculeSamplerChoice.ddim,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse-diffusion steps.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 1,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model checkpoint (default: the shipped QM9 model).", show_default=False)
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    keep_invalid: Annotated[bool, typer.Option("--keep-invalid", help="Also write molecules whose bonds could not be "
+                                               "perceived (tagged valid=0 with a reason, no bonds).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per denoiser call.")] = 256,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads [default: all cores "
+                                                "available].", show_default=False)] = None,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary on stderr.")] = False,
+) -> None:
+    """Generate new 3D molecules with hydrogens from the de novo diffusion model, optionally steered
+    towards properties by classifier-free guidance, and write the valid ones to an SDF.
+
+    Each molecule's bonds are perceived from its geometry (RDKit); molecules that fail are counted by
+    reason (and written, flagged, with --keep-invalid). Exit code 0 when the SDF was written, 2 on bad
+    options or a model that cannot be loaded.
+    """
+    import json
+    import time
+
+    from molgen.errors import InputError
+
+    try:
+        from molgen.api import sample_molecules, torch_threads
+        from molgen.chem.writers import output_format, write_molecules_sdf
+        from molgen.cluster import available_cpus
+
+        conditions = _parse_conditions(condition or [])
+        if output_format(output)[0] != "sdf":
+            raise InputError(f"{output}: molecules are written as SDF (.sdf or .sdf.gz)")
+        start = time.perf_counter()
+        with torch_threads(threads or available_cpus()):
+            result = sample_molecules(num, conditions=conditions, guidance=guidance, num_atoms=num_atoms,
+                                      method=method.value, steps=steps, seed=seed, model=model, device=device,
+                                      keep_invalid=keep_invalid, batch_size=batch_size)
+        write_molecules_sdf(list(result), output)
+        wall = time.perf_counter() - start
+    except InputError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    summary = {"generated": result.num_generated, "valid": result.num_valid, "written": len(result),
+               "failed_by_reason": result.reasons, **{k: round(v, 4) for k, v in result.summary.items()},
+               "wall_s": round(wall, 2), "molecules_per_s": round(result.num_generated / wall, 3) if wall else None,
+               "output": str(output)}
+    if not quiet:
+        typer.echo(f"{result.num_valid}/{result.num_generated} valid, {len(result)} written to {output} "
+                   f"in {wall:.1f} s; atom stability {result.summary['atom_stability']:.3f}, molecule stability "
+                   f"{result.summary['mol_stability']:.3f}", err=True)
+        for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
+            typer.echo(f"  invalid: {count} x {reason}", err=True)
+    if json_summary:
+        typer.echo(json.dumps(summary))
+
+
+@train_app.command("molecules")
+def train_molecules_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, loss log, summary (resumes from "
+                                      "last.pt).")] = Path.home() / ".cache" / "molgen" / "runs" / "qm9_edm",
+    condition: Annotated[
+        list[str] | None,
+        typer.Option("--condition", help="Property to condition on, repeatable (alpha, gap, homo, lumo, mu, Cv, "
+                     "num_heavy_atoms); each is dropped at random in training (classifier-free guidance).",
+                     show_default=False),
+    ] = None,
+    half: Annotated[str | None, typer.Option("--half", help="Train on all, the first or the second half of QM9's "
+                                             "training split [default: second with conditions (EDM's D_b), "
+                                             "else all].", show_default=False)] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Dataset cache root (default $MOLGEN_CACHE or "
+                                               "~/.cache/molgen).", show_default=False)] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 7e-4,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop after this much training time "
+                                                      "(the LR schedule follows it).", show_default=False)] = None,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Steps between validation losses.")] = 1000,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Training seed.")] = 1,
+    model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+) -> None:
+    """Train the de novo position/type diffusion model on QM9 (EDM's split, held-out molecules removed;
+    resumable; data-parallel under torchrun)."""
+    import json
+
+    from molgen.errors import InputError
+    from molgen.training.trainer import TrainConfig, train
+
+    options: dict[str, Any] = {"conditions": list(condition or [])}
+    if half is not None:
+        options["half"] = half
+    if cache is not None:
+        options["cache"] = str(cache)
+    try:
+        cfg = TrainConfig(task="molecules", out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=500,
+                          grad_clip=2.0, max_minutes=max_minutes, val_every=val_every, threads=threads,
+                          device=device, seed=seed, model=json.loads(model_json), task_options=options)
+        train(cfg)
+    except (InputError, ValueError) as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@bench_app.command(
+    "molecules",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench_molecules(ctx: typer.Context) -> None:
+    """Benchmark de novo generation on QM9 (`--help` lists the options): stability, validity, uniqueness,
+    novelty, geometry Wasserstein distances, speed, and guided property MAE."""
+    from molgen.bench.molecules import main as bench_main
 
     bench_main(list(ctx.args))
 

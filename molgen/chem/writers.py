@@ -202,3 +202,29 @@ def _pdb(mol: Chem.Mol, confs: list[Chem.Conformer], first_model: int) -> str:
             parts.append(line + "\n")
         parts.append("ENDMDL\n")
     return "".join(parts)
+
+
+def write_molecules_sdf(mols: list[Chem.Mol], path: str | Path, *, name_prefix: str = "molgen") -> Path:
+    """Write molecules (one conformer each, Å) with their properties as SD tags to ``path`` (``.sdf`` or
+    ``.sdf.gz``), atomically: a temporary file renamed onto ``path`` when complete.
+
+    Molecules without a ``_Name`` are titled ``<name_prefix>_<i>`` (1-based).
+
+    Raises:
+        InputError: ``path`` is not an SDF path or cannot be written.
+    """
+    from molgen.atomic import open_atomic
+
+    fmt, compress = output_format(path)
+    if fmt != "sdf":
+        raise InputError(f"{path}: molecules are written as SDF (.sdf or .sdf.gz)")
+    path = Path(path)
+    with open_atomic(path, compress=compress) as fh:
+        for i, mol in enumerate(mols, 1):
+            block = Chem.MolToMolBlock(mol, kekulize=True)
+            title = mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") else f"{name_prefix}_{i}"
+            fh.write(title + block[block.index("\n"):])
+            for key, value in mol.GetPropsAsDict(includePrivate=False, includeComputed=False).items():
+                fh.write(f">  <{key}>\n{_format_value(value)}\n\n")
+            fh.write("$$$$\n")
+    return path

@@ -77,8 +77,9 @@ class NoiseProcess(ABC):
         """``x_t`` from clean ``x0`` and the noise of :meth:`draw_noise`."""
 
     @abstractmethod
-    def target(self, noise: Tensor, t: Tensor) -> Tensor:
-        """Regression target of the raw network output for this noise at time ``t``."""
+    def target(self, noise: Tensor, t: Tensor, x_t: Tensor | None = None) -> Tensor:
+        """Regression target of the raw network output for this noise at time ``t`` (and noised value
+        ``x_t``, which processes with a skip connection read)."""
 
     @abstractmethod
     def score(self, output: Tensor, x_t: Tensor | None, t: Tensor | float) -> Tensor:
@@ -88,9 +89,9 @@ class NoiseProcess(ABC):
         """``x + delta`` in the variable's space (the torus wraps); must not modify ``x`` in place."""
         return x + delta
 
-    def output_loss(self, output: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        """Per-element squared error ``(output - target(noise, t))^2``; reduce as the task needs."""
-        return (output - self.target(noise, t).to(output.dtype)) ** 2
+    def output_loss(self, output: Tensor, noise: Tensor, t: Tensor, x_t: Tensor | None = None) -> Tensor:
+        """Per-element squared error ``(output - target(noise, t, x_t))^2``; reduce as the task needs."""
+        return (output - self.target(noise, t, x_t).to(output.dtype)) ** 2
 
     # -- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -125,9 +126,17 @@ class VPSchedule(NoiseProcess):
     their ``t = step / T`` of ``T = 1000`` discrete steps is this continuous ``t``). At ``t = 1`` the
     marginal is ``N(0, I)`` to within ``alpha = sqrt(s)``; at ``t = 0`` the noise is ``sigma = sqrt(s)``.
 
-    The network predicts ``eps`` (:meth:`target`); its score is ``-eps / sigma(t)``. Data scaling (EDM
-    scales one-hot types by 0.25) and the zero-centre-of-mass projection of position noise belong to the
-    training task, which knows the variables.
+    Output parameterisation: with ``data_rms = None`` the network predicts ``eps`` (EDM); its score is
+    ``-eps / sigma(t)``. With ``data_rms = r`` (the root mean square of the clean data per coordinate)
+    the prediction of ``eps`` is preconditioned as Karras et al. (2022) precondition their denoiser:
+    ``eps_hat = c_skip(t) x_t + c_out(t) F`` with ``c_skip = sigma / (alpha^2 r^2 + sigma^2)`` (the best
+    linear estimate of ``eps`` from ``x_t``) and ``c_out = alpha r / sqrt(alpha^2 r^2 + sigma^2)`` (the
+    standard deviation of what it leaves), so the network output ``F`` has unit variance at every noise
+    level and at ``t -> 1`` the prediction tends to ``x_t`` whatever ``F`` is: errors of ``F`` are not
+    amplified by ``1 / alpha`` in the first, nearly pure-noise steps of sampling.
+
+    Data scaling (EDM scales one-hot types by 0.25) and the zero-centre-of-mass projection of position
+    noise belong to the training task, which knows the variables.
     """
 
     type_name: ClassVar[str] = "vp"
@@ -135,8 +144,11 @@ class VPSchedule(NoiseProcess):
 
     power: float = 2.0
     precision: float = 1e-5
+    data_rms: float | None = None
 
     def __post_init__(self) -> None:
+        if self.data_rms is not None and not (self.data_rms > 0 and math.isfinite(self.data_rms)):
+            raise ValueError(f"VPSchedule: data_rms must be a positive number or None, got {self.data_rms}")
         if not (self.power > 0 and math.isfinite(self.power)):
             raise ValueError(f"VPSchedule: power must be a positive number, got {self.power}")
         if not (0.0 < self.precision < 0.5):
@@ -173,12 +185,36 @@ class VPSchedule(NoiseProcess):
         a2 = self.alpha2(t).to(x0.dtype)
         return a2.sqrt() * x0 + (1.0 - a2).sqrt() * noise
 
-    def target(self, noise: Tensor, t: Tensor) -> Tensor:
-        return noise
+    def preconditioning(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(c_skip(t), c_out(t))`` of the preconditioned parameterisation (``(0, 1)`` without ``data_rms``)."""
+        if self.data_rms is None:
+            return torch.zeros_like(t), torch.ones_like(t)
+        a2 = self.alpha2(t).to(t.dtype)
+        r2 = self.data_rms**2
+        var = a2 * r2 + (1.0 - a2)
+        return (1.0 - a2).sqrt() / var, (a2 * r2 / var).sqrt()
+
+    def target(self, noise: Tensor, t: Tensor, x_t: Tensor | None = None) -> Tensor:
+        """``eps``; preconditioned: ``(eps - c_skip x_t) / c_out``."""
+        if self.data_rms is None:
+            return noise
+        if x_t is None:
+            raise ValueError("a preconditioned VPSchedule needs x_t for its target")
+        c_skip, c_out = self.preconditioning(_as_tensor(t, noise).to(noise.dtype))
+        return (noise - c_skip * x_t) / c_out
+
+    def predicted_noise(self, output: Tensor, x_t: Tensor | None, t: Tensor | float) -> Tensor:
+        """The estimate of ``eps`` that the raw output stands for."""
+        if self.data_rms is None:
+            return output
+        if x_t is None:
+            raise ValueError("a preconditioned VPSchedule needs x_t to read its network output")
+        c_skip, c_out = self.preconditioning(_as_tensor(t, output).to(output.dtype))
+        return c_skip * x_t + c_out * output
 
     def score(self, output: Tensor, x_t: Tensor | None, t: Tensor | float) -> Tensor:
         sigma = self.sigma(_as_tensor(t, output)).to(output.dtype)
-        return -output / sigma
+        return -self.predicted_noise(output, x_t, t) / sigma
 
 
 def _registry() -> dict[str, type[NoiseProcess]]:

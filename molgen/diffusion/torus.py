@@ -489,7 +489,7 @@ class TorusSchedule(NoiseProcess):
         """``wrap(theta_0 + delta)`` (radians)."""
         return wrap_angle(x0 + noise)
 
-    def target(self, noise: Tensor, t: Tensor) -> Tensor:
+    def target(self, noise: Tensor, t: Tensor, x_t: Tensor | None = None) -> Tensor:
         """``score(delta, sigma) / sqrt(E[score^2](sigma))``: the unit-variance target of the network."""
         sigma = self.sigma(t).to(noise.dtype)
         return wrapped_normal_score(noise, sigma) / wrapped_normal_score_norm(sigma).sqrt()

@@ -26,6 +26,7 @@ __all__ = [
     "LoadedModel",
     "clear_model_cache",
     "default_model_path",
+    "default_molecule_model_path",
     "load_checkpoint_model",
     "load_model",
     "read_checkpoint",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
+#: the shipped de novo molecule model (QM9); ``$MOLGEN_MOLECULE_MODEL`` overrides it
+DEFAULT_MOLECULE_WEIGHTS = "qm9_edm_v1.pt"
 TORSION_FORMAT = "molgen-torsion-denoiser/1"
 MOLECULE_FORMAT = "molgen-molecule-denoiser/1"
 
@@ -183,6 +186,14 @@ def default_model_path() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(str(resources.files("molgen.weights").joinpath(DEFAULT_WEIGHTS)))
+
+
+def default_molecule_model_path() -> Path:
+    """The shipped de novo molecule model (``molgen/weights/``), or ``$MOLGEN_MOLECULE_MODEL`` when set."""
+    env = os.environ.get("MOLGEN_MOLECULE_MODEL")
+    if env:
+        return Path(env).expanduser()
+    return Path(str(resources.files("molgen.weights").joinpath(DEFAULT_MOLECULE_WEIGHTS)))
 
 
 _CACHE: dict[tuple[str, str], LoadedModel] = {}

@@ -18,7 +18,7 @@ Results depend on the seed, the options and ``batch_size`` (each batch has its o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ def sample_atoms(
     loaded: LoadedModel,
     n: int,
     *,
-    conditions: Mapping[str, float] | None = None,
+    conditions: Mapping[str, float | Sequence[float]] | None = None,
     guidance: float = 1.0,
     num_atoms: int | list[int] | None = None,
     method: str = "ddim",
@@ -115,7 +115,8 @@ def sample_atoms(
         loaded: a ``"molecules"`` model (:func:`molgen.models.registry.load_model`).
         n: number of molecules.
         conditions: raw property values by name (e.g. ``{"alpha": 80.0}`` in Bohr^3, ``{"gap": 5.0}`` in
-            eV, ``{"num_heavy_atoms": 9}``); conditions not named are dropped (marginalised).
+            eV, ``{"num_heavy_atoms": 9}``), one value for all molecules or a sequence of ``n`` (one per
+            molecule); conditions not named are dropped (marginalised).
         guidance: classifier-free guidance scale ``w`` (ignored without conditions).
         num_atoms: atoms per molecule (all the same, or one per molecule); default drawn from training.
         method: ``"ddpm"``, ``"ddim"``, ``"sde"`` or ``"heun"``; steps: reverse steps.
@@ -135,8 +136,11 @@ def sample_atoms(
     if steps < 1:
         raise InputError(f"steps must be >= 1, got {steps}")
     rng = np.random.default_rng(seed)
+    heavy = conditions.get("num_heavy_atoms")
+    if num_atoms is None and heavy is not None and np.ndim(heavy) > 0:
+        raise InputError("per-molecule num_heavy_atoms conditions need num_atoms (one per molecule)")
     if num_atoms is None:
-        sizes = _draw_sizes(info, n, rng, conditions.get("num_heavy_atoms"))
+        sizes = _draw_sizes(info, n, rng, heavy)
     else:
         sizes = np.broadcast_to(np.asarray(num_atoms, dtype=np.int64), (n,)).copy()
         if (sizes < 1).any():
@@ -144,16 +148,20 @@ def sample_atoms(
     dev = torch.device(loaded.device)
     model = loaded.module
     procs = loaded.processes
-    cond_vec = cond_mask = None
+    for name, v in conditions.items():
+        if np.ndim(v) > 1 or (np.ndim(v) == 1 and len(v) != n):
+            raise InputError(f"condition {name!r}: give one value or one per molecule ({n}), got shape {np.shape(v)}")
+    values = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in conditions.items()}
+    cond_all = mask_all = None
     if info.conditions:
-        cond_vec = torch.zeros(len(info.conditions))
-        cond_mask = torch.zeros(len(info.conditions), dtype=torch.bool)
+        cond_all = torch.zeros((n, len(info.conditions)))
+        mask_all = torch.zeros((n, len(info.conditions)), dtype=torch.bool)
         for k, name in enumerate(info.conditions):
-            if name in conditions:
+            if name in values:
                 norm = info.normalisation[name]
-                cond_vec[k] = (float(conditions[name]) - norm["mean"]) / norm["mad"]
-                cond_mask[k] = True
-    guided = cond_mask is not None and bool(cond_mask.any())
+                cond_all[:, k] = torch.from_numpy((values[name] - norm["mean"]) / norm["mad"]).float()
+                mask_all[:, k] = True
+    guided = mask_all is not None and bool(mask_all.any())
     out: list[GeneratedMolecule] = []
     for start in range(0, n, batch_size):
         bsz_sizes = sizes[start : start + batch_size].tolist()
@@ -163,8 +171,8 @@ def sample_atoms(
                            torch.zeros((sum(bsz_sizes), 3), device=dev), bsz_sizes)
         idx = graph.batch
         cv = cm = None
-        if cond_vec is not None:
-            cv, cm = cond_vec.to(dev).expand(b, -1), cond_mask.to(dev).expand(b, -1)
+        if cond_all is not None:
+            cv, cm = cond_all[start : start + b].to(dev), mask_all[start : start + b].to(dev)
         state = {
             "pos": subspace_noise(idx, 3, gen, num_graphs=b),
             "atom_type": torch.randn((len(idx), info.encoding.dim), generator=gen, device=dev),
@@ -195,7 +203,8 @@ def sample_atoms(
         ptr = graph.ptr.cpu().numpy()
         for k in range(b):
             z, q = info.encoding.decode(types[ptr[k] : ptr[k + 1]])
-            out.append(GeneratedMolecule(z, q, pos[ptr[k] : ptr[k + 1]], dict(conditions), float(guidance), int(seed)))
+            mol_conditions = {name: float(v[start + k]) for name, v in values.items()}
+            out.append(GeneratedMolecule(z, q, pos[ptr[k] : ptr[k + 1]], mol_conditions, float(guidance), int(seed)))
     return out
 
 

@@ -7,9 +7,11 @@ Variables and noise (Hoogeboom et al. 2022, "Equivariant Diffusion for Molecule 
 * ``atom_type``: one-hot element and formal-charge rows (:mod:`molgen.chem.atom_encoding`) scaled by
   ``type_scale`` (EDM's 0.25), noised by the same kind of schedule.
 
-The network (:class:`~molgen.models.molecule_denoiser.MoleculeDenoiser`) predicts both noises; the loss
-is their squared error summed over a molecule's ``3 n + F n`` numbers and divided by that count, then
-averaged over molecules (EDM's ``l2`` objective).
+The network (:class:`~molgen.models.molecule_denoiser.MoleculeDenoiser`) predicts both noises, through
+the preconditioned parameterisation of :class:`~molgen.diffusion.process.VPSchedule` (``data_rms``: the
+network's output has unit variance at every noise level); the loss is the squared error of that output
+summed over a molecule's ``3 n + F n`` numbers and divided by that count, then averaged over molecules
+(EDM's ``l2`` objective, in the preconditioned units).
 
 Conditions (classifier-free guidance, Ho & Salimans 2022): each molecule carries its normalised
 properties ``(p - mean) / MAD`` (train-split statistics) for ``conditions``, e.g. QM9's polarizability
@@ -143,7 +145,11 @@ class MoleculeTask(TrainingTask):
         self.half = opts.get("half", "second" if self.conditions else "all")
         if self.half not in ("all", "first", "second"):
             raise ValueError(f"task option half must be 'all', 'first' or 'second', got {self.half!r}")
-        self.schedule = VPSchedule(**opts.get("schedule", {}))
+        sched = opts.get("schedule", {})
+        # root mean square of the clean data per coordinate on QM9 (D_b, centred positions in Å; one-hot
+        # rows x 0.25): 1.40 and 0.125, measured by python -m molgen.training.train_molecules --data-rms
+        self.pos_process = VPSchedule(**{"data_rms": float(opts.get("pos_rms", 1.40)), **sched})
+        self.type_process = VPSchedule(**{"data_rms": float(opts.get("type_rms", 0.125)), **sched})
         self.encoding = QM9_ENCODING
         self._train = self._val = None
         self.norms: dict[str, dict[str, float]] = {}
@@ -152,7 +158,7 @@ class MoleculeTask(TrainingTask):
 
     @property
     def processes(self) -> dict:
-        return {"pos": self.schedule, "atom_type": self.schedule}
+        return {"pos": self.pos_process, "atom_type": self.type_process}
 
     def build_model(self, overrides: dict) -> nn.Module:
         cfg = {"type_dim": self.encoding.dim, "cond_dim": len(self.conditions), **overrides}
@@ -213,18 +219,19 @@ class MoleculeTask(TrainingTask):
         dev, dtype = g.pos.device, g.pos.dtype
         b = g.num_graphs
         t = torch.rand(b, generator=generator, device=dev, dtype=dtype)
-        alpha, sigma = self.schedule.alpha(t).to(dtype), self.schedule.sigma(t).to(dtype)
+        alpha, sigma = self.pos_process.alpha(t).to(dtype), self.pos_process.sigma(t).to(dtype)
         a_n, s_n = alpha[g.batch, None], sigma[g.batch, None]
         eps_pos = subspace_noise(g.batch, 3, generator, dtype=dtype, num_graphs=b)
         types0 = g.node_features * self.type_scale
         eps_type = torch.randn(types0.shape, generator=generator, dtype=dtype, device=dev)
         pos0 = remove_mean(g.pos, g.batch, b)
-        noised = g.replace(pos=a_n * pos0 + s_n * eps_pos, node_features=a_n * types0 + s_n * eps_type)
+        pos_t, types_t = a_n * pos0 + s_n * eps_pos, a_n * types0 + s_n * eps_type
+        noised = g.replace(pos=pos_t, node_features=types_t)
         mask = self.condition_mask(b, generator, dev) if self.conditions else None
         pred_pos, pred_type = model(noised, sigma / alpha, batch.cond, mask)
         t_node = t[g.batch, None]
-        err = self.schedule.output_loss(pred_pos, eps_pos, t_node).sum(1) + self.schedule.output_loss(
-            pred_type, eps_type, t_node
+        err = self.pos_process.output_loss(pred_pos, eps_pos, t_node, pos_t).sum(1) + self.type_process.output_loss(
+            pred_type, eps_type, t_node, types_t
         ).sum(1)
         per_mol = torch.zeros(b, dtype=dtype, device=dev).index_add_(0, g.batch, err)
         counts = torch.bincount(g.batch, minlength=b).to(dtype)
@@ -243,3 +250,28 @@ class MoleculeTask(TrainingTask):
             "dataset": "qm9",
             "half": self.half,
         }
+
+
+def data_rms(cache: str | None = None, half: str = "second", limit: int = 5000) -> dict[str, float]:
+    """Root mean square per coordinate of the clean centred positions (Å) and of the scaled one-hot type
+    rows over the first ``limit`` molecules of a QM9 training half (the ``data_rms`` of the processes)."""
+    from molgen.datasets.qm9 import load_qm9_split
+
+    train = load_qm9_split("train", cache)
+    n = len(train)
+    idx = {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[half][:limit]
+    pos, types = [], []
+    for i in idx:
+        a, b = int(train.ptr[i]), int(train.ptr[i + 1])
+        p = train.positions[a:b].astype(np.float64)
+        pos.append(p - p.mean(0))
+        types.append(QM9_ENCODING.encode(train.atomic_numbers[a:b], train.formal_charges[a:b]) * 0.25)
+    return {"pos_rms": float(np.sqrt(np.mean(np.concatenate(pos) ** 2))),
+            "type_rms": float(np.sqrt(np.mean(np.concatenate(types) ** 2)))}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--data-rms" in sys.argv:
+        print(json.dumps(data_rms()))

@@ -70,7 +70,7 @@ def test_vp_rejects_bad_parameters_and_round_trips() -> None:
     with pytest.raises(ValueError, match="power"):
         VPSchedule(power=-1)
     d = VPSchedule(power=3.0).to_dict()
-    assert d == {"type": "vp", "power": 3.0, "precision": 1e-5}
+    assert d == {"type": "vp", "power": 3.0, "precision": 1e-5, "data_rms": None}
     assert process_from_dict(d) == VPSchedule(power=3.0)
     both = {"torsion": TorusSchedule(), "pos": VPSchedule()}
     assert processes_from_dict(processes_to_dict(both)) == both
@@ -197,3 +197,27 @@ def test_guided_score_fn_mixes_per_variable() -> None:
     assert guided_score_fn(cond, uncond, 0.0) is uncond
     assert guided_score_fn(cond, uncond, 1.0) is cond
     torch.testing.assert_close(guided_score_fn(cond, uncond, 2.5)(None, 0.5)["x"], torch.full((3,), 2.5))
+
+
+def test_preconditioned_vp_reads_its_output_consistently() -> None:
+    """With data_rms = r and Gaussian data N(0, r^2), the output F = 0 is exact: the score it stands for is
+    the exact -x / (alpha^2 r^2 + sigma^2); the target of the true noise has unit variance at every t."""
+    r = 1.4
+    vp = VPSchedule(data_rms=r)
+    g = torch.Generator().manual_seed(2)
+    for t in (0.02, 0.3, 0.7, 0.999):
+        a, s = vp.alpha_sigma(t)
+        tt = torch.tensor(t, dtype=F64)
+        x = torch.linspace(-4, 4, 9, dtype=F64)
+        torch.testing.assert_close(vp.score(torch.zeros_like(x), x, t), -x / (a * a * r * r + s * s))
+        x0 = r * torch.randn(100_000, generator=g, dtype=F64)
+        eps = vp.draw_noise(tt, x0.shape, g)
+        xt = vp.noised(x0, eps, tt)
+        target = vp.target(eps, tt, xt)
+        assert target.var().item() == pytest.approx(1.0, rel=0.02)
+        # reading the target back through score gives the score of the true noise
+        torch.testing.assert_close(vp.score(target, xt, t), -eps / s)
+    with pytest.raises(ValueError, match="x_t"):
+        vp.target(eps, tt)
+    with pytest.raises(ValueError, match="data_rms"):
+        VPSchedule(data_rms=-1.0)
