@@ -135,6 +135,19 @@ def sample_atoms(
         raise InputError(f"unknown sampler {method!r}; choose one of {', '.join(METHODS)}")
     if steps < 1:
         raise InputError(f"steps must be >= 1, got {steps}")
+    for name, v in conditions.items():
+        if np.ndim(v) > 1 or (np.ndim(v) == 1 and len(v) != n):
+            raise InputError(f"condition {name!r}: give one value or one per molecule ({n}), got shape {np.shape(v)}")
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"condition {name!r}: expected numbers, got {v!r}") from None
+        if not np.isfinite(arr).all():
+            raise InputError(f"condition {name!r}: values must be finite, got {v!r}")
+        if name == "num_heavy_atoms" and (arr != np.round(arr)).any():
+            raise InputError(f"condition 'num_heavy_atoms' must be whole numbers, got {v!r}")
+    if num_atoms is not None and np.ndim(num_atoms) == 1 and len(num_atoms) != n:
+        raise InputError(f"num_atoms: give one value or one per molecule ({n}), got {len(num_atoms)}")
     rng = np.random.default_rng(seed)
     heavy = conditions.get("num_heavy_atoms")
     if num_atoms is None and heavy is not None and np.ndim(heavy) > 0:
@@ -148,9 +161,6 @@ def sample_atoms(
     dev = torch.device(loaded.device)
     model = loaded.module
     procs = loaded.processes
-    for name, v in conditions.items():
-        if np.ndim(v) > 1 or (np.ndim(v) == 1 and len(v) != n):
-            raise InputError(f"condition {name!r}: give one value or one per molecule ({n}), got shape {np.shape(v)}")
     values = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in conditions.items()}
     cond_all = mask_all = None
     if info.conditions:

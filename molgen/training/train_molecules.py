@@ -150,6 +150,7 @@ class MoleculeTask(TrainingTask):
         # rows x 0.25): 1.40 and 0.125, measured by python -m molgen.training.train_molecules --data-rms
         self.pos_process = VPSchedule(**{"data_rms": float(opts.get("pos_rms", 1.40)), **sched})
         self.type_process = VPSchedule(**{"data_rms": float(opts.get("type_rms", 0.125)), **sched})
+        self._check_shared_time()
         self.encoding = QM9_ENCODING
         self._train = self._val = None
         self.norms: dict[str, dict[str, float]] = {}
@@ -159,6 +160,12 @@ class MoleculeTask(TrainingTask):
     @property
     def processes(self) -> dict:
         return {"pos": self.pos_process, "atom_type": self.type_process}
+
+    def _check_shared_time(self) -> None:
+        """The network sees one noise level per molecule, so both processes must share alpha(t), sigma(t)."""
+        for t in (0.1, 0.5, 0.9):
+            if self.pos_process.alpha_sigma(t) != self.type_process.alpha_sigma(t):
+                raise ValueError("position and type processes must share their noise schedule (power, precision)")
 
     def build_model(self, overrides: dict) -> nn.Module:
         cfg = {"type_dim": self.encoding.dim, "cond_dim": len(self.conditions), **overrides}
@@ -173,7 +180,12 @@ class MoleculeTask(TrainingTask):
         from molgen.datasets.qm9 import build_qm9, load_qm9_meta, load_qm9_split
 
         cache = self.options.get("cache")
-        build_qm9(cache)
+        meta = load_qm9_meta(cache)
+        if meta is None:
+            build_qm9(cache)
+        else:  # keep the cache's own sources; rebuilt only if stale (e.g. the held-out list changed)
+            build_qm9(cache, sources=[src["path"] for src in meta["sources"]],
+                      max_molecules=(meta.get("key") or {}).get("max_molecules"))
         self._meta = load_qm9_meta(cache) or {}
         self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
         n = len(self._train)
@@ -191,8 +203,10 @@ class MoleculeTask(TrainingTask):
 
     def data_hash(self) -> str:
         self._load()
-        key = {"sources": self._meta.get("source_sha256"), "split": self._meta.get("split"),
-               "removed": self._meta.get("heldout_removed"), "half": self.half, "conditions": self.conditions}
+        meta = self._meta
+        key = {"sources": [src.get("sha256") for src in meta.get("sources", [])], "split": meta.get("split_rule"),
+               "counts": meta.get("counts"), "max_molecules": (meta.get("key") or {}).get("max_molecules"),
+               "removed": meta.get("heldout_removed"), "half": self.half, "conditions": self.conditions}
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def datasets(self) -> tuple:
@@ -221,11 +235,12 @@ class MoleculeTask(TrainingTask):
         t = torch.rand(b, generator=generator, device=dev, dtype=dtype)
         alpha, sigma = self.pos_process.alpha(t).to(dtype), self.pos_process.sigma(t).to(dtype)
         a_n, s_n = alpha[g.batch, None], sigma[g.batch, None]
+        ta, ts = self.type_process.alpha(t).to(dtype)[g.batch, None], self.type_process.sigma(t).to(dtype)[g.batch, None]
         eps_pos = subspace_noise(g.batch, 3, generator, dtype=dtype, num_graphs=b)
         types0 = g.node_features * self.type_scale
         eps_type = torch.randn(types0.shape, generator=generator, dtype=dtype, device=dev)
         pos0 = remove_mean(g.pos, g.batch, b)
-        pos_t, types_t = a_n * pos0 + s_n * eps_pos, a_n * types0 + s_n * eps_type
+        pos_t, types_t = a_n * pos0 + s_n * eps_pos, ta * types0 + ts * eps_type
         noised = g.replace(pos=pos_t, node_features=types_t)
         mask = self.condition_mask(b, generator, dev) if self.conditions else None
         pred_pos, pred_type = model(noised, sigma / alpha, batch.cond, mask)

@@ -85,15 +85,6 @@ def _infinite(loader: DataLoader, ctx: DistributedContext):
         epoch += 1
 
 
-def _infinite(loader: DataLoader, ctx: DistributedContext):
-    epoch = 0
-    while True:
-        if ctx.sampler is not None:
-            ctx.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, batches: list[Any], task: TrainingTask, device: torch.device) -> float:
     """Weighted mean loss over fixed validation batches with a fixed noise seed (comparable across runs)."""

@@ -1,4 +1,4 @@
-"""The QM9 dataset builder (molgen.datasets.qm9), on a small CSV of real QM9 rows: no full build."""
+"""The QM9 dataset builder (molgen.datasets.qm9) on the shipped sample of real QM9 rows: no full build."""
 
 from __future__ import annotations
 
@@ -14,35 +14,28 @@ from rdkit import Chem
 from molgen.datasets import qm9, split
 from molgen.errors import InputError
 
-# QM9 ids copied into the small CSV: the first 24 molecules, a zwitterion ([NH3+]CCC([O-])=O) and a
-# strained bicycle (C1C2CCC1O2) whose charges need the graph-match route.
-KEEP_IDS = set(range(1, 25)) | {271, 650}
+# The shipped sample (tests/data/qm9_sample.csv, see tests/data/QM9_LICENSE.md): 50 real QM9 rows copied
+# from qm9pack, among them the first 24 molecules, zwitterions ([NH3+]CCC([O-])=O is id 271) and a
+# strained bicycle (C1C2CCC1O2, id 650) whose charges need the graph-match route.
+SAMPLE_CSV = Path(__file__).resolve().parents[1] / "data" / "qm9_sample.csv"
 ZWITTERION_ID = 271
 BICYCLE_ID = 650
+ZWITTERION_IDS = {271, 282, 1670, 22439}
 
 
-def _package_csv() -> Path:
-    try:
-        return qm9.default_sources()[0]
-    except InputError:
-        # qm9pack cannot be imported here (it needs pkg_resources), so importorskip would always skip:
-        # the builder locates its data files without importing it, and so do the tests.
-        pytest.skip("qm9pack (the QM9 source data) is not installed")
+def _read_sample() -> tuple[list[str], list[list[str]]]:
+    with open(SAMPLE_CSV, newline="") as fh:
+        reader = csv.reader(fh)
+        return next(reader), list(reader)
 
 
 @pytest.fixture(scope="module")
 def qm9_rows() -> tuple[list[str], list[list[str]]]:
-    """Header and the rows of KEEP_IDS from the package's first CSV."""
-    with open(_package_csv(), newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        rows = []
-        for row in reader:
-            if int(row[1]) in KEEP_IDS:
-                rows.append(row)
-            if len(rows) == len(KEEP_IDS):
-                break
-    return header, rows
+    """Header and rows of the shipped sample CSV."""
+    return _read_sample()
+
+
+KEEP_IDS = {int(r[1]) for r in _read_sample()[1]}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -76,6 +69,50 @@ def _build(tmp_path: Path, csv_path: Path, **kwargs) -> Path:
 
 def _all_splits(tmp_path: Path) -> dict[str, qm9.QM9Split]:
     return {s: qm9.load_qm9_split(s, tmp_path / "cache") for s in split.SPLITS}
+
+
+# ------------------------------------------------------------------------------------- the shipped sample
+def test_shipped_sample_is_a_small_qm9_table(qm9_rows):
+    header, rows = qm9_rows
+    assert SAMPLE_CSV.stat().st_size < 150_000
+    assert (SAMPLE_CSV.parent / "QM9_LICENSE.md").is_file()
+    assert set(qm9.REQUIRED_COLUMNS) <= set(header) and header[:2] == ["XYZ_file", "Index"]
+    ids = [int(r[1]) for r in rows]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) == 50
+    assert set(range(1, 25)) | {ZWITTERION_ID, BICYCLE_ID} <= set(ids)
+    assert all(len(r) == len(header) for r in rows)
+    assert all(r[0] == f"dsgdb9nsd_{int(r[1]):06d}.xyz" for r in rows)
+    # every element of QM9, all of them kept by the builder (nothing held out)
+    elements = {e.strip("'") for r in rows for e in r[6].strip("[]").split(",")}
+    assert elements == {"H", "C", "N", "O", "F"}
+    assert not any(split.is_heldout(_block(r[2])) for r in rows)
+
+
+def test_shipped_sample_rows_are_the_package_rows():
+    """Byte-for-byte copies of qm9pack's lines (needs the package, not installed in CI)."""
+    try:
+        sources = qm9.default_sources()
+    except InputError:
+        # qm9pack cannot be imported here (it needs pkg_resources), so importorskip would always skip:
+        # the builder locates its data files without importing it, and so do the tests.
+        pytest.skip("qm9pack (the QM9 source data) is not installed")
+    with open(SAMPLE_CSV, "rb") as fh:
+        header, *lines = fh.read().splitlines(keepends=True)
+    wanted = {int(line.split(b",", 2)[1]): line for line in lines}
+    found: dict[int, bytes] = {}
+    last = max(wanted)
+    for path in sources:
+        with open(path, "rb") as fh:
+            assert fh.readline() == header, path
+            for line in fh:
+                i = int(line.split(b",", 2)[1])
+                if i in wanted:
+                    found[i] = line
+                if len(found) == len(wanted) or i > last:
+                    break
+        if len(found) == len(wanted):
+            break
+    assert found == wanted
 
 
 # ---------------------------------------------------------------------------------------- split rule
@@ -259,8 +296,14 @@ def test_formal_charges_aligned_with_xyz_order(tmp_path, small_csv):
     assert int(((near_n < 1.1) & (z == 1)).sum()) == 3  # NH3+
     assert mols[BICYCLE_ID]["charges_from_geometry"]
     assert all(m["charges_from_geometry"] for m in mols.values())
-    neutral = [m for k, m in mols.items() if k != ZWITTERION_ID]
-    assert all(not m["formal_charges"].any() for m in neutral)
+    for k, m in mols.items():
+        # the charges are the SMILES' charges, now in XYZ order
+        expected = sorted(a.GetFormalCharge() for a in Chem.AddHs(Chem.MolFromSmiles(m["smiles"])).GetAtoms())
+        assert sorted(m["formal_charges"].tolist()) == expected, k
+        assert m["formal_charges"].any() == (k in ZWITTERION_IDS) and m["formal_charges"].sum() == 0
+    assert meta["molecules_with_formal_charges"] == {
+        s: sum(int(i) in ZWITTERION_IDS for i in d.index) for s, d in _all_splits(tmp_path).items()
+    }
 
 
 def test_perceive_formal_charges_reports_disagreement():
