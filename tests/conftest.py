@@ -7,12 +7,10 @@ trained model. Tests that need the real model must not use it.
 
 from __future__ import annotations
 
-import os
 import types
 from collections.abc import Callable, Iterator
 
 import pytest
-
 
 FAKE_FORMAT = "molgen-test-etkdg/1"
 

@@ -64,7 +64,10 @@ def _samples_of(gens: list[Any]) -> list[dict[str, Any]]:
 
 
 def _geometry_w1(mols: list[Any], reference: dict) -> dict[str, float]:
-    from molgen.chem.molecule_metrics import geometry_distributions, wasserstein_distances
+    from molgen.chem.molecule_metrics import (
+        geometry_distributions,
+        wasserstein_distances,
+    )
 
     if not mols:
         return {}
@@ -76,7 +79,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark described by ``args`` (see :func:`main`); returns the JSON-able results."""
     import torch
 
-    from molgen.chem.molecule_metrics import canonicalize_smiles, geometry_distributions, molecule_metrics
+    from molgen.chem.molecule_metrics import (
+        canonicalize_smiles,
+        geometry_distributions,
+        molecule_metrics,
+    )
     from molgen.chem.perception import mol_from_atoms
     from molgen.datasets.qm9 import load_qm9_split
     from molgen.models.registry import default_molecule_model_path, load_model
@@ -138,7 +145,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def guidance_sweep(loaded: Any, train: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Property MAE of guided samples per guidance scale, with the regressor's data and shuffled baselines."""
-    from molgen.bench.property_mae import load_property_regressor, mae_table, predict_properties
+    from molgen.bench.property_mae import (
+        load_property_regressor,
+        mae_table,
+        predict_properties,
+    )
     from molgen.sampling.molecule_sampler import sample_atoms
 
     regressor = load_property_regressor(args.regressor)
@@ -199,7 +210,8 @@ def markdown(result: dict[str, Any]) -> str:
         for key, value in gd["baselines"].items():
             lines.append(f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |")
         for r in gd["rows"]:
-            lines.append(f"| molgen, w = {r['w']} | {'' if r['mae'] is None else f'{r['mae']:.3f}'} |")
+            mae = "" if r["mae"] is None else f"{r['mae']:.3f}"
+            lines.append(f"| molgen, w = {r['w']} | {mae} |")
     return "\n".join(lines) + "\n"
 
 

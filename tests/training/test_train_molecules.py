@@ -17,7 +17,6 @@ from torch import nn
 from molgen.chem.atom_encoding import QM9_ENCODING
 from molgen.datasets import qm9, split
 from molgen.diffusion.process import VPSchedule
-from molgen.errors import InputError
 from molgen.models.registry import load_checkpoint_model
 from molgen.training.tasks import get_task
 from molgen.training.train_molecules import (
