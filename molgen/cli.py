@@ -73,6 +73,11 @@ class OptimizeChoice(str, Enum):
     mmff = "mmff"
 
 
+class MethodChoice(str, Enum):
+    torsional = "torsional"
+    cartesian = "cartesian"
+
+
 class MoleculeSamplerChoice(str, Enum):
     ddim = "ddim"
     ddpm = "ddpm"
@@ -182,6 +187,11 @@ def conformers(
         Path | None,
         typer.Option("--model", help="Model checkpoint (default: the shipped model).", show_default=False),
     ] = None,
+    method: Annotated[
+        MethodChoice,
+        typer.Option("--method", help="torsional: torsions on ETKDG's local structure (the shipped model); "
+                     "cartesian: every atom position generated (needs a Cartesian model, see --model)."),
+    ] = MethodChoice.torsional,
     sampler: Annotated[SamplerChoice, typer.Option("--sampler", help="Reverse-diffusion sampler.")] = SamplerChoice.ode,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps [default: 5].", show_default=False)] = None,
     per_structure: Annotated[
@@ -298,6 +308,13 @@ def conformers(
     try:
         from molgen.sampling.options import SamplingOptions
 
+        if method is MethodChoice.cartesian and model is None:
+            from molgen.models.registry import default_cartesian_model_path
+
+            model = default_cartesian_model_path()
+            if not model.exists():
+                raise InputError("--method cartesian: no Cartesian conformer model is shipped yet; train one with "
+                                 "`molgen train cartesian` and pass it with --model")
         options = SamplingOptions.from_kwargs(
             n=num_confs, sampler=sampler.value, steps=steps, seed=seed, conformers_per_structure=per_structure,
             max_structures=max_structures, planar_bonds=_opt(planar_bonds), score_scale=score_scale, rms=rms,
@@ -515,6 +532,36 @@ def sample_molecules_cmd(
             typer.echo(f"  invalid: {count} x {reason}", err=True)
     if json_summary:
         typer.echo(json.dumps(summary))
+
+
+@train_app.command("cartesian")
+def train_cartesian_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Run folder (resumes from last.pt).")] = (
+        Path.home() / ".cache" / "molgen" / "runs" / "cartesian_qm9"),
+    cache: Annotated[Path | None, typer.Option("--cache", help="Dataset cache root.", show_default=False)] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 7e-4,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Training time budget.",
+                                                      show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+) -> None:
+    """Train the Cartesian conformer model (every atom position of a given graph) on QM9's DFT geometries
+    (EDM's split, held-out molecules removed; resumable)."""
+    import json
+
+    from molgen.errors import InputError
+    from molgen.training.trainer import TrainConfig, train
+
+    try:
+        train(TrainConfig(task="cartesian", out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=500,
+                          grad_clip=2.0, max_minutes=max_minutes, threads=threads, device=device,
+                          model=json.loads(model_json), task_options={"cache": str(cache)} if cache else {}))
+    except (InputError, ValueError) as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 @train_app.command("molecules")

@@ -140,3 +140,31 @@ def featurize(mol: Chem.Mol) -> MolGraph:
         full_torsions=full_torsions,
         full_torsion_masks=full_masks,
     )
+
+
+#: width of an all-atom node row: a hydrogen flag, then the heavy-atom features of :func:`atom_features`
+ALL_ATOM_FEATURE_DIM = NODE_FEATURE_DIM + 1
+
+
+def all_atom_graph(mol: Chem.Mol) -> dict[str, np.ndarray]:
+    """Graph of every atom of ``mol`` (hydrogens included, in the molecule's atom order), for models that
+    place all atoms in Cartesian space.
+
+    Returns:
+        ``node_features`` ``(N, ALL_ATOM_FEATURE_DIM)`` float32 (hydrogen flag + :func:`atom_features`),
+        ``bond_index`` ``(2, 2B)`` int64 (both directions), ``bond_features`` ``(2B, BOND_FEATURE_DIM)``
+        float32.
+    """
+    rows = [[int(a.GetAtomicNum() == 1), *atom_features(a)] for a in mol.GetAtoms()]
+    src, dst, feats = [], [], []
+    for bond in mol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        f = bond_features(bond)
+        src += [i, j]
+        dst += [j, i]
+        feats += [f, f]
+    return {
+        "node_features": np.asarray(rows, dtype=np.float32).reshape(-1, ALL_ATOM_FEATURE_DIM),
+        "bond_index": np.array([src, dst], dtype=np.int64).reshape(2, -1),
+        "bond_features": np.asarray(feats, dtype=np.float32).reshape(-1, BOND_FEATURE_DIM),
+    }

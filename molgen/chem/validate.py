@@ -173,6 +173,38 @@ _CIS_LIKE = {Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOCIS}
 _TRANS_LIKE = {Chem.BondStereo.STEREOE, Chem.BondStereo.STEREOTRANS}
 
 
+def chiral_centres(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tetrahedral stereocentres of ``mol`` with at least three neighbours.
+
+    Returns ``(centres (c,), neighbours (c, 3), signs (c,))``: atom indices, the first three neighbours in
+    bond order, and +1 for ``CHI_TETRAHEDRAL_CCW`` / -1 for ``CW`` (the sign of the chiral volume that the
+    tag requires in that neighbour order).
+    """
+    centres, neighbours, signs = [], [], []
+    for atom in mol.GetAtoms():
+        tag = atom.GetChiralTag()
+        if tag not in (_CW, _CCW):
+            continue
+        idx = atom.GetIdx()
+        nbrs = [b.GetOtherAtomIdx(idx) for b in atom.GetBonds()]
+        if len(nbrs) < 3:
+            continue
+        centres.append(idx)
+        neighbours.append(nbrs[:3])
+        signs.append(1.0 if tag == _CCW else -1.0)
+    return (np.array(centres, dtype=np.intp), np.array(neighbours, dtype=np.intp).reshape(-1, 3),
+            np.array(signs, dtype=float))
+
+
+def signed_chiral_volumes(x: np.ndarray, centres: np.ndarray, neighbours: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """``(k, c)`` chiral volumes of conformers ``x`` ``(k, n_atoms, 3)`` (Å) from unit bond vectors, times the
+    sign each centre's tag requires: positive where the conformer has the right configuration (at most 1)."""
+    v = x[:, neighbours, :] - x[:, centres, None, :]  # (k, c, 3, 3)
+    v = v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)
+    vol = np.einsum("kci,kci->kc", v[:, :, 0], np.cross(v[:, :, 1], v[:, :, 2]))
+    return vol * signs
+
+
 @dataclass(frozen=True)
 class ValidationResult:
     """Outcome of validating one conformer.
@@ -292,23 +324,11 @@ class ConformerValidator:
 
     # -- set-up -----------------------------------------------------------------------
     def _init_stereo(self, mol: Chem.Mol) -> None:
-        centres, neighbours, signs = [], [], []
+        self._chi_c, self._chi_n, self._chi_sign = chiral_centres(mol)
         self.stereo_centres: dict[int, str] = {}
-        for atom in mol.GetAtoms():
-            tag = atom.GetChiralTag()
-            if tag not in (_CW, _CCW):
-                continue
-            idx = atom.GetIdx()
-            nbrs = [b.GetOtherAtomIdx(idx) for b in atom.GetBonds()]
-            if len(nbrs) < 3:
-                continue
-            centres.append(idx)
-            neighbours.append(nbrs[:3])
-            signs.append(1.0 if tag == _CCW else -1.0)
+        for idx in self._chi_c.tolist():
+            atom = mol.GetAtomWithIdx(idx)
             self.stereo_centres[idx] = atom.GetProp("_CIPCode") if atom.HasProp("_CIPCode") else "?"
-        self._chi_c = np.array(centres, dtype=np.intp)
-        self._chi_n = np.array(neighbours, dtype=np.intp).reshape(-1, 3)
-        self._chi_sign = np.array(signs, dtype=float)
 
         quads, cis = [], []
         self.stereo_bonds: dict[tuple[int, int], str] = {}
@@ -513,10 +533,8 @@ class ConformerValidator:
     def _stereo_bad(self, x: np.ndarray) -> np.ndarray:
         bad = np.zeros(len(x), dtype=bool)
         if len(self._chi_c):
-            v = x[:, self._chi_n, :] - x[:, self._chi_c, None, :]  # (k, c, 3, 3)
-            v /= np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12
-            vol = np.einsum("kci,kci->kc", v[:, :, 0], np.cross(v[:, :, 1], v[:, :, 2]))
-            bad |= (vol * self._chi_sign < self.min_chiral_volume).any(axis=1)
+            vol = signed_chiral_volumes(x, self._chi_c, self._chi_n, self._chi_sign)
+            bad |= (vol < self.min_chiral_volume).any(axis=1)
         if len(self._db):
             a, i, j, d = (x[:, self._db[:, m], :] for m in range(4))
             axis = j - i

@@ -100,12 +100,11 @@ def node_batch(node_features: Tensor, pos: Tensor, sizes: Sequence[int] | Tensor
     return GraphBatch(node_features=node_features, pos=pos, batch=batch, ptr=ptr, node_mask=node_mask)
 
 
-def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
-    """Collate per-molecule arrays into a :class:`GraphBatch`.
+def _dense_graph_parts(items: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Tensor]:
+    """Node rows, positions and the padded graph tables shared by every collate function.
 
-    Each item holds ``node_features (N, F)``, ``bond_index (2, E)`` (local), ``bond_features (E, Fb)``,
-    ``torsions (T, 4)`` (local), ``torsion_masks (T, N)`` and ``pos (N, 3)`` (Å); optionally ``topo``
-    ``(N, N)`` (computed when absent).
+    Each item holds ``node_features (N, F)``, ``pos (N, 3)`` (Å), ``bond_index (2, E)`` (local) and
+    ``bond_features (E, Fb)``; optionally ``topo`` ``(N, N)`` (computed when absent).
     """
     sizes = [len(it["node_features"]) for it in items]
     n_max = max(sizes)
@@ -115,8 +114,6 @@ def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
     node_mask = np.zeros((bsz, n_max), dtype=bool)
     topo = np.zeros((bsz, n_max, n_max), dtype=np.uint8)
     bond_dense = np.zeros((bsz, n_max, n_max, fb), dtype=np.float32)
-    torsions, tor_graph, sides, ranks, pair_t, pair_a, quads = [], [], [], [], [], [], []
-    t_offset = 0
     for g, (it, n) in enumerate(zip(items, sizes)):
         node_mask[g, :n] = True
         bi = np.asarray(it["bond_index"], dtype=np.int64)
@@ -124,6 +121,37 @@ def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
         topo[g, :n, :n] = t if t is not None else topological_distances(n, bi)
         if bi.size:
             bond_dense[g, bi[0], bi[1]] = it["bond_features"]
+    return {
+        "node_features": torch.from_numpy(np.concatenate([it["node_features"] for it in items]).astype(np.float32)),
+        "pos": torch.from_numpy(np.concatenate([it["pos"] for it in items]).astype(np.float32)),
+        "batch": torch.from_numpy(np.repeat(np.arange(bsz), sizes)),
+        "ptr": torch.from_numpy(ptr.astype(np.int64)),
+        "node_mask": torch.from_numpy(node_mask),
+        "topo": torch.from_numpy(topo),
+        "bond_dense": torch.from_numpy(bond_dense),
+    }
+
+
+def collate_bonded_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
+    """Collate graphs with bonds but no torsions (e.g. all-atom graphs of
+    :func:`molgen.chem.featurize.all_atom_graph` with ``pos``) into a :class:`GraphBatch`."""
+    return GraphBatch(**_dense_graph_parts(items))
+
+
+def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
+    """Collate per-molecule arrays into a :class:`GraphBatch` with torsions.
+
+    Each item holds ``node_features (N, F)``, ``bond_index (2, E)`` (local), ``bond_features (E, Fb)``,
+    ``torsions (T, 4)`` (local), ``torsion_masks (T, N)`` and ``pos (N, 3)`` (Å); optionally ``topo``
+    ``(N, N)`` (computed when absent).
+    """
+    sizes = [len(it["node_features"]) for it in items]
+    n_max = max(sizes)
+    ptr = np.concatenate([[0], np.cumsum(sizes)])
+    torsions, tor_graph, sides, ranks, pair_t, pair_a, quads = [], [], [], [], [], [], []
+    t_offset = 0
+    for g, (it, n) in enumerate(zip(items, sizes)):
+        bi = np.asarray(it["bond_index"], dtype=np.int64)
         tors = np.asarray(it["torsions"], dtype=np.int64).reshape(-1, 4)
         masks = np.asarray(it["torsion_masks"], dtype=bool).reshape(len(tors), n)
         if len(tors):
@@ -160,13 +188,7 @@ def collate_graphs(items: Sequence[Mapping[str, np.ndarray]]) -> GraphBatch:
         torch.from_numpy(cat(pair_a, (0,), np.int64)),
     )
     return GraphBatch(
-        node_features=torch.from_numpy(np.concatenate([it["node_features"] for it in items]).astype(np.float32)),
-        pos=torch.from_numpy(np.concatenate([it["pos"] for it in items]).astype(np.float32)),
-        batch=torch.from_numpy(np.repeat(np.arange(bsz), sizes)),
-        ptr=torch.from_numpy(ptr.astype(np.int64)),
-        node_mask=torch.from_numpy(node_mask),
-        topo=torch.from_numpy(topo),
-        bond_dense=torch.from_numpy(bond_dense),
+        **_dense_graph_parts(items),
         torsions=torsions_t,
         torsion_graph=torch.from_numpy(cat(tor_graph, (0,), np.int64)),
         torsion_side=torch.from_numpy(cat(sides, (0, n_max), bool)),

@@ -21,10 +21,12 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "CARTESIAN_FORMAT",
     "MOLECULE_FORMAT",
     "TORSION_FORMAT",
     "LoadedModel",
     "clear_model_cache",
+    "default_cartesian_model_path",
     "default_model_path",
     "default_molecule_model_path",
     "load_checkpoint_model",
@@ -36,8 +38,11 @@ __all__ = [
 DEFAULT_WEIGHTS = "torsion_ccd_v2.pt"
 #: the shipped de novo molecule model (QM9); ``$MOLGEN_MOLECULE_MODEL`` overrides it
 DEFAULT_MOLECULE_WEIGHTS = "qm9_edm_v1.pt"
+#: the shipped Cartesian conformer model (QM9); ``$MOLGEN_CARTESIAN_MODEL`` overrides it
+DEFAULT_CARTESIAN_WEIGHTS = "cartesian_qm9_v1.pt"
 TORSION_FORMAT = "molgen-torsion-denoiser/1"
 MOLECULE_FORMAT = "molgen-molecule-denoiser/1"
+CARTESIAN_FORMAT = "molgen-cartesian-conformer/1"
 
 
 @dataclass
@@ -124,14 +129,19 @@ def _build_torsion(state: dict, device: str) -> tuple[str, Any, Any]:
     return "torsion", module, stored_processes(state)
 
 
-def _build_molecules(state: dict, device: str) -> tuple[str, Any, Any]:
-    _import_e3nn()
-    from molgen.models.molecule_denoiser import build_molecule_denoiser
+def _molecule_denoiser_builder(kind: str) -> Builder:
+    """A builder of :class:`~molgen.models.molecule_denoiser.MoleculeDenoiser` checkpoints of ``kind``."""
 
-    module = build_molecule_denoiser(state["model_config"])
-    module.load_state_dict(state["state_dict"])
-    module.eval().to(device)
-    return "molecules", module, stored_processes(state)
+    def build(state: dict, device: str) -> tuple[str, Any, Any]:
+        _import_e3nn()
+        from molgen.models.molecule_denoiser import build_molecule_denoiser
+
+        module = build_molecule_denoiser(state["model_config"])
+        module.load_state_dict(state["state_dict"])
+        module.eval().to(device)
+        return kind, module, stored_processes(state)
+
+    return build
 
 
 def stored_processes(state: dict) -> dict:
@@ -144,7 +154,8 @@ def stored_processes(state: dict) -> dict:
 
 
 register_model_type(TORSION_FORMAT, _build_torsion)
-register_model_type(MOLECULE_FORMAT, _build_molecules)
+register_model_type(MOLECULE_FORMAT, _molecule_denoiser_builder("molecules"))
+register_model_type(CARTESIAN_FORMAT, _molecule_denoiser_builder("cartesian"))
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
@@ -182,18 +193,24 @@ def load_checkpoint_model(path: Path | str, device: str = "cpu") -> LoadedModel:
 
 def default_model_path() -> Path:
     """The shipped default weights (``molgen/weights/``), or ``$MOLGEN_MODEL`` when set."""
-    env = os.environ.get("MOLGEN_MODEL")
+    return _shipped("MOLGEN_MODEL", DEFAULT_WEIGHTS)
+
+
+def _shipped(env_var: str, filename: str) -> Path:
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser()
-    return Path(str(resources.files("molgen.weights").joinpath(DEFAULT_WEIGHTS)))
+    return Path(str(resources.files("molgen.weights").joinpath(filename)))
 
 
 def default_molecule_model_path() -> Path:
     """The shipped de novo molecule model (``molgen/weights/``), or ``$MOLGEN_MOLECULE_MODEL`` when set."""
-    env = os.environ.get("MOLGEN_MOLECULE_MODEL")
-    if env:
-        return Path(env).expanduser()
-    return Path(str(resources.files("molgen.weights").joinpath(DEFAULT_MOLECULE_WEIGHTS)))
+    return _shipped("MOLGEN_MOLECULE_MODEL", DEFAULT_MOLECULE_WEIGHTS)
+
+
+def default_cartesian_model_path() -> Path:
+    """The shipped Cartesian conformer model (``molgen/weights/``), or ``$MOLGEN_CARTESIAN_MODEL`` when set."""
+    return _shipped("MOLGEN_CARTESIAN_MODEL", DEFAULT_CARTESIAN_WEIGHTS)
 
 
 _CACHE: dict[tuple[str, str], LoadedModel] = {}

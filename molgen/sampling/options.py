@@ -64,6 +64,8 @@ class SamplingOptions:
         optimize: ``"mmff"`` to relax every conformer with MMFF94, or None.
         energy_window: kcal/mol; drop conformers this far above the lowest (MMFF94), or None.
         max_attempts: sampling rounds (the first included) to replace conformers that fail validation.
+        cartesian_steps: reverse-diffusion steps of Cartesian models (``kind == "cartesian"``), which
+            generate every coordinate and need more steps than torsions (``steps`` is the torsion models').
     """
 
     n: int = 10
@@ -82,6 +84,7 @@ class SamplingOptions:
     optimize: str | None = None
     energy_window: float | None = None
     max_attempts: int = 5
+    cartesian_steps: int = 50
 
     def __post_init__(self) -> None:
         def positive_int(name: str, what: str) -> None:
@@ -93,6 +96,7 @@ class SamplingOptions:
         positive_int("steps", "diffusion steps")
         positive_int("conformers_per_structure", "conformers per ETKDG structure")
         positive_int("max_attempts", "sampling rounds")
+        positive_int("cartesian_steps", "diffusion steps of Cartesian models")
         if self.max_structures is not None:
             positive_int("max_structures", "ETKDG structures per molecule")
         if self.rigid_conformers_per_structure is not None:

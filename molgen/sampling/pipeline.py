@@ -8,7 +8,7 @@ round, with torsions drawn anew on local structures that already passed. Then ea
 optionally relaxed with MMFF94, filtered by an energy window, pruned by RMSD and renumbered.
 
 Samplers are found by the model's ``kind`` (:func:`register_sampler`); ``"torsion"`` is torsional
-diffusion. Everything here works on RDKit molecules and arrays: no files.
+diffusion, ``"cartesian"`` diffusion of every atom position (:mod:`molgen.sampling.cartesian_sampler`). Everything here works on RDKit molecules and arrays: no files.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def sampler_for(kind: str) -> SampleFn:
         from molgen.sampling.conformer_sampler import sample_requests
 
         register_sampler("torsion", sample_requests)
+    if kind not in _SAMPLERS and kind == "cartesian":
+        from molgen.sampling.cartesian_sampler import sample_requests as sample_cartesian
+
+        register_sampler("cartesian", sample_cartesian)
     try:
         return _SAMPLERS[kind]
     except KeyError:
@@ -240,7 +244,7 @@ def _postprocess(m: _Molecule, options: SamplingOptions, model: LoadedModel, num
         conf.SetIntProp("seed", m.seed)
         conf.SetProp("model", model.name)
         conf.SetProp("sampler", options.sampler_label)
-        conf.SetIntProp("steps", int(options.steps))
+        conf.SetIntProp("steps", int(options.cartesian_steps if model.kind == "cartesian" else options.steps))
         result.AddConformer(conf, assignId=True)
     if options.optimize == "mmff":
         optimize_mmff(result, num_threads=num_threads)

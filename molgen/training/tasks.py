@@ -81,6 +81,7 @@ _TASK_MODULES = {
     "torsion": "molgen.training.train_conformers",
     "molecules": "molgen.training.train_molecules",
     "property": "molgen.training.train_property",
+    "cartesian": "molgen.training.train_cartesian",
 }
 
 
