@@ -822,3 +822,26 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def ensure_qm9_cache(cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Make sure a QM9 cache exists and is current; returns its meta.
+
+    Without a cache the default sources (qm9pack) are built; an existing cache keeps its own sources and
+    is rebuilt from them only when stale (e.g. the held-out list changed since the build).
+    """
+    meta = load_qm9_meta(cache_dir)
+    if meta is None:
+        build_qm9(cache_dir)
+    else:
+        build_qm9(cache_dir, sources=[src["path"] for src in meta["sources"]],
+                  max_molecules=(meta.get("key") or {}).get("max_molecules"))
+    return load_qm9_meta(cache_dir) or {}
+
+
+def qm9_data_key(meta: dict[str, Any]) -> dict[str, Any]:
+    """What identifies the molecules of a cache, for training data hashes: source hashes, split rule,
+    split sizes, the build's molecule cap and the held-out removals."""
+    return {"sources": [src.get("sha256") for src in meta.get("sources", [])], "split": meta.get("split_rule"),
+            "counts": meta.get("counts"), "max_molecules": (meta.get("key") or {}).get("max_molecules"),
+            "removed": meta.get("heldout_removed")}

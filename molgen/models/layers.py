@@ -492,3 +492,29 @@ class EdgeSet:
         e = src.numel()
         chunks = [(a, min(a + chunk, e)) for a in range(0, e, chunk)]
         return EdgeSet(src, dst, sh, emb, 1.0 / deg, chunks)
+
+
+def interaction_stack(ns: int, nv: int, num_layers: int, irreps_sh: o3.Irreps, edge_dim: int) -> nn.ModuleList:
+    """``num_layers`` :class:`Interaction` layers from ``ns x 0e`` node scalars to hidden irreps
+    ``ns x 0e + nv x 1o + nv x 1e`` (the stack every molgen network uses)."""
+    hidden = o3.Irreps(f"{ns}x0e + {nv}x1o + {nv}x1e")
+    layers, irreps_in = [], o3.Irreps(f"{ns}x0e")
+    for _ in range(num_layers):
+        layers.append(Interaction(irreps_in, hidden, irreps_sh, edge_dim, ns))
+        irreps_in = hidden
+    return nn.ModuleList(layers)
+
+
+def run_interactions(
+    layers: nn.ModuleList, h: Tensor, src: Tensor, dst: Tensor, sh: Tensor, emb: Tensor, reference: bool = False
+) -> Tensor:
+    """Node features after every layer of ``layers`` on the edges ``src -> dst`` (spherical harmonics ``sh``,
+    embeddings ``emb``): the e3nn reference path or the fast path (the same function)."""
+    if reference:
+        for layer in layers:
+            h = layer(h, src, dst, sh, emb)
+        return h
+    edges = EdgeSet.build(src, dst, sh, emb, h.shape[0])
+    for layer in layers:
+        h = layer.forward_fast(h, edges)
+    return h

@@ -36,7 +36,7 @@ from e3nn import o3
 from torch import Tensor, nn
 
 from molgen.models.graph import MAX_TOPO, GraphBatch, radius_edges
-from molgen.models.layers import EdgeSet, GaussianRBF, Interaction, SigmaEmbedding, mlp, scatter_mean
+from molgen.models.layers import GaussianRBF, SigmaEmbedding, interaction_stack, mlp, run_interactions, scatter_mean
 
 __all__ = ["MoleculeDenoiser", "MoleculeDenoiserConfig", "build_molecule_denoiser"]
 
@@ -72,13 +72,8 @@ class MoleculeDenoiser(nn.Module):
         graph_dim = (cfg.bond_dim + MAX_TOPO + 1) if cfg.bond_dim else 0
         self.edge_embed = mlp([cfg.num_rbf + 1 + cfg.time_dim + graph_dim, cfg.edge_dim, cfg.edge_dim])
         self.irreps_sh = o3.Irreps.spherical_harmonics(cfg.lmax)
-        hidden = o3.Irreps(f"{cfg.ns}x0e + {cfg.nv}x1o + {cfg.nv}x1e")
-        layers, irreps_in = [], o3.Irreps(f"{cfg.ns}x0e")
-        for _ in range(cfg.num_layers):
-            layers.append(Interaction(irreps_in, hidden, self.irreps_sh, cfg.edge_dim, cfg.ns))
-            irreps_in = hidden
-        self.layers = nn.ModuleList(layers)
-        self.vector_head = o3.Linear(hidden, o3.Irreps("1x1o"))
+        self.layers = interaction_stack(cfg.ns, cfg.nv, cfg.num_layers, self.irreps_sh, cfg.edge_dim)
+        self.vector_head = o3.Linear(self.layers[-1].irreps_out, o3.Irreps("1x1o"))
         self.pair_head = mlp([2 * cfg.ns + cfg.num_rbf + 1, cfg.ns, 1])
         self.type_head = mlp([cfg.ns, cfg.ns, cfg.type_dim])
 
@@ -131,13 +126,7 @@ class MoleculeDenoiser(nn.Module):
         h = self.node_embed(torch.cat(parts, dim=-1))
         src, dst, vec, radial, emb = self._edges(batch, t_emb)
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
-        if reference:
-            for layer in self.layers:
-                h = layer(h, src, dst, sh, emb)
-        else:
-            edges = EdgeSet.build(src, dst, sh, emb, h.shape[0])
-            for layer in self.layers:
-                h = layer.forward_fast(h, edges)
+        h = run_interactions(self.layers, h, src, dst, sh, emb, reference)
         s = h[:, : cfg.ns]
         eps_type = self.type_head(s)
         # vec = x_src - x_dst, so x_dst - x_src = -vec points from the neighbour to the atom

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from molgen.models import registry
 from molgen.models.graph import GraphBatch, radius_edges
-from molgen.models.layers import EdgeSet, GaussianRBF, Interaction, mlp
+from molgen.models.layers import GaussianRBF, interaction_stack, mlp, run_interactions
 
 if TYPE_CHECKING:
     from molgen.models.registry import LoadedModel
@@ -107,14 +107,9 @@ class PropertyRegressor(nn.Module):
         self.rbf = GaussianRBF(cfg.num_rbf, cfg.rbf_cutoff)
         self.edge_embed = mlp([cfg.num_rbf + 1, cfg.edge_dim, cfg.edge_dim])
         self.irreps_sh = o3.Irreps.spherical_harmonics(cfg.lmax)
-        hidden = o3.Irreps(f"{cfg.ns}x0e + {cfg.nv}x1o + {cfg.nv}x1e")
-        # every layer outputs ``hidden``: a scalars-only last layer would need an Interaction without gated
-        # irreps, which e3nn's Gate rejects ("0x0e" gates)
-        layers, irreps_in = [], o3.Irreps(f"{cfg.ns}x0e")
-        for _ in range(cfg.num_layers):
-            layers.append(Interaction(irreps_in, hidden, self.irreps_sh, cfg.edge_dim, cfg.ns))
-            irreps_in = hidden
-        self.layers = nn.ModuleList(layers)
+        # every layer outputs the hidden irreps: a scalars-only last layer would need an Interaction without
+        # gated irreps, which e3nn's Gate rejects ("0x0e" gates)
+        self.layers = interaction_stack(cfg.ns, cfg.nv, cfg.num_layers, self.irreps_sh, cfg.edge_dim)
         self.node_head = mlp([cfg.ns, cfg.ns, cfg.ns])
         self.graph_head = mlp([cfg.ns, cfg.ns, cfg.num_properties])
 
@@ -135,13 +130,7 @@ class PropertyRegressor(nn.Module):
         rbf = self.rbf(dist) if reference else self.rbf.forward_fast(dist)
         emb = self.edge_embed(torch.cat([rbf, (dist / cfg.rbf_cutoff)[:, None]], dim=-1))
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
-        if reference:
-            for layer in self.layers:
-                h = layer(h, src, dst, sh, emb)
-        else:
-            edges = EdgeSet.build(src, dst, sh, emb, h.shape[0])
-            for layer in self.layers:
-                h = layer.forward_fast(h, edges)
+        h = run_interactions(self.layers, h, src, dst, sh, emb, reference)
         atom = self.node_head(h[:, : cfg.ns])
         pooled = atom.new_zeros((n_graphs, cfg.ns)).index_add_(0, batch.batch, atom)
         if cfg.readout == "mean":

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from molgen.chem.feature_spec import BOND_FEATURE_DIM, NODE_FEATURE_DIM
 from molgen.models.graph import MAX_TOPO, GraphBatch, radius_edges, to_dense
-from molgen.models.layers import EdgeSet, GaussianRBF, Interaction, SigmaEmbedding, mlp
+from molgen.models.layers import EdgeSet, GaussianRBF, SigmaEmbedding, interaction_stack, mlp
 
 #: edges (and head pairs) per block in :meth:`TorsionDenoiser.forward_fast` on a CPU: intermediates of
 #: 1-2 MB stay in cache and are reused by the allocator (on a 4,000-atom batch 2048-4096 time the same,
@@ -81,12 +81,7 @@ class TorsionDenoiser(nn.Module):
         self.rbf = GaussianRBF(cfg.num_rbf, cfg.radius)
         self.edge_embed = mlp([cfg.num_rbf + (MAX_TOPO + 1) + cfg.bond_dim + cfg.sigma_dim, cfg.edge_dim, cfg.edge_dim])
         self.irreps_sh = o3.Irreps.spherical_harmonics(cfg.lmax)
-        hidden = o3.Irreps(f"{cfg.ns}x0e + {cfg.nv}x1o + {cfg.nv}x1e")
-        layers, irreps_in = [], o3.Irreps(f"{cfg.ns}x0e")
-        for _ in range(cfg.num_layers):
-            layers.append(Interaction(irreps_in, hidden, self.irreps_sh, cfg.edge_dim, cfg.ns))
-            irreps_in = hidden
-        self.layers = nn.ModuleList(layers)
+        self.layers = interaction_stack(cfg.ns, cfg.nv, cfg.num_layers, self.irreps_sh, cfg.edge_dim)
         self.head_rbf = GaussianRBF(cfg.num_rbf, cfg.head_radius)
         self.head_atom = nn.Linear(cfg.ns, cfg.ns)
         self.head_bond = mlp([2 * cfg.ns + cfg.sigma_dim, cfg.ns, cfg.ns])

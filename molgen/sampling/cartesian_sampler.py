@@ -25,9 +25,10 @@ import torch
 from molgen.chem.featurize import all_atom_graph
 from molgen.chem.validate import chiral_centres, signed_chiral_volumes
 from molgen.diffusion.samplers import reverse_diffusion
-from molgen.diffusion.subspace import remove_mean, subspace_noise
+from molgen.diffusion.subspace import remove_mean
 from molgen.models.graph import collate_bonded_graphs
 from molgen.models.registry import LoadedModel
+from molgen.sampling.conformer_sampler import pack_by_cost
 from molgen.sampling.options import SamplingOptions
 
 __all__ = ["fix_handedness", "sample_requests"]
@@ -51,20 +52,6 @@ def fix_handedness(coords: np.ndarray, mol: Any) -> np.ndarray:
 def _mol(req: Any) -> Any:
     """The molecule (explicit hydrogens) of a request: the pipeline hands Cartesian samplers the Mol itself."""
     return getattr(req.system, "mol", req.system)
-
-
-def _pack(requests: Sequence[Any], batch_atoms: int) -> list[list[int]]:
-    groups, current, load = [], [], 0
-    for i, req in enumerate(requests):
-        cost = req.n * _mol(req).GetNumAtoms()
-        if current and load + cost > batch_atoms:
-            groups.append(current)
-            current, load = [], 0
-        current.append(i)
-        load += cost
-    if current:
-        groups.append(current)
-    return groups
 
 
 @torch.no_grad()
@@ -116,7 +103,8 @@ def sample_requests(
     noise from its own generator), up to float32 rounding in the denoiser.
     """
     results: list[np.ndarray | Exception | None] = [None] * len(requests)
-    for group in _pack(requests, batch_atoms or DEFAULT_BATCH_ATOMS):
+    costs = [req.n * _mol(req).GetNumAtoms() for req in requests]
+    for group in pack_by_cost(costs, batch_atoms or DEFAULT_BATCH_ATOMS):
         try:
             coords = _sample_group(loaded, [requests[i] for i in group], options)
         except (ValueError, RuntimeError) as exc:  # e.g. an element the featurizer cannot place

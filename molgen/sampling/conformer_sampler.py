@@ -133,14 +133,14 @@ def _planar_mask(system: TorsionSystem, mode: str) -> np.ndarray:
     return system.is_planar.astype(bool)
 
 
-def _pack(requests: Sequence[SampleRequest], batch_atoms: int) -> list[list[int]]:
-    """Greedy packing of requests (in order) into groups of at most ``batch_atoms`` heavy atoms."""
+def pack_by_cost(costs: Sequence[int], budget: int) -> list[list[int]]:
+    """Greedy packing of items (in order) into groups whose summed ``costs`` stay within ``budget``
+    (an item costlier than the budget gets a group of its own)."""
     groups: list[list[int]] = []
     current: list[int] = []
     load = 0
-    for i, req in enumerate(requests):
-        cost = req.n * max(1, req.system.graph.num_nodes)
-        if current and load + cost > batch_atoms:
+    for i, cost in enumerate(costs):
+        if current and load + cost > budget:
             groups.append(current)
             current, load = [], 0
         current.append(i)
@@ -148,6 +148,11 @@ def _pack(requests: Sequence[SampleRequest], batch_atoms: int) -> list[list[int]
     if current:
         groups.append(current)
     return groups
+
+
+def _pack(requests: Sequence[SampleRequest], batch_atoms: int) -> list[list[int]]:
+    """Requests packed into groups of at most ``batch_atoms`` heavy atoms (conformers x heavy atoms)."""
+    return pack_by_cost([req.n * max(1, req.system.graph.num_nodes) for req in requests], batch_atoms)
 
 
 @torch.no_grad()

@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from molgen.diffusion.process import NoiseProcess
     from molgen.training.trainer import TrainConfig
 
-__all__ = ["TrainingTask", "get_task", "register_task"]
+__all__ = ["TrainingTask", "get_task", "hash_of", "register_task"]
+
+
+def hash_of(key: dict) -> str:
+    """sha256 of a JSON-able description of the training data (a task's :meth:`TrainingTask.data_hash`)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class TrainingTask(ABC):

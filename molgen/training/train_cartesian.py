@@ -16,7 +16,6 @@ graph of each molecule is perceived from its geometry with its formal charges
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -33,7 +32,7 @@ from molgen.diffusion.subspace import remove_mean, subspace_noise
 from molgen.models.graph import GraphBatch, collate_bonded_graphs
 from molgen.models.molecule_denoiser import MoleculeDenoiser, MoleculeDenoiserConfig, molecule_config_dict
 from molgen.models.registry import CARTESIAN_FORMAT
-from molgen.training.tasks import TrainingTask, register_task
+from molgen.training.tasks import TrainingTask, hash_of, register_task
 from molgen.training.trainer import TrainConfig
 
 __all__ = ["CartesianConformerTask", "QM9Graphs", "build_graph_cache"]
@@ -159,25 +158,17 @@ class CartesianConformerTask(TrainingTask):
     def _load(self) -> None:
         if self._files:
             return
-        from molgen.datasets.qm9 import build_qm9, load_qm9_meta
+        from molgen.datasets.qm9 import ensure_qm9_cache
 
         cache = self.options.get("cache")
-        meta = load_qm9_meta(cache)
-        if meta is None:
-            build_qm9(cache)
-        else:  # keep the cache's own sources; rebuilt only if stale (e.g. the held-out list changed)
-            build_qm9(cache, sources=[src["path"] for src in meta["sources"]],
-                      max_molecules=(meta.get("key") or {}).get("max_molecules"))
-        self._meta = load_qm9_meta(cache) or {}
+        self._meta = ensure_qm9_cache(cache)
         self._files = {s: build_graph_cache(s, cache) for s in ("train", "val")}
 
     def data_hash(self) -> str:
         self._load()
-        meta = self._meta
-        key = {"task": self.name, "sources": [src.get("sha256") for src in meta.get("sources", [])],
-               "split": meta.get("split_rule"), "counts": meta.get("counts"),
-               "max_molecules": (meta.get("key") or {}).get("max_molecules"), "graphs": GRAPH_CACHE_FORMAT}
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        from molgen.datasets.qm9 import qm9_data_key
+
+        return hash_of({**qm9_data_key(self._meta), "task": self.name, "graphs": GRAPH_CACHE_FORMAT})
 
     def datasets(self) -> tuple:
         from molgen.datasets.qm9 import load_qm9_split

@@ -26,7 +26,6 @@ samples are trained on the first half ``D_a`` only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from molgen.diffusion.subspace import remove_mean, subspace_noise
 from molgen.models.graph import GraphBatch, node_batch
 from molgen.models.molecule_denoiser import MoleculeDenoiser, MoleculeDenoiserConfig, molecule_config_dict
 from molgen.models.registry import MOLECULE_FORMAT
-from molgen.training.tasks import TrainingTask, register_task
+from molgen.training.tasks import TrainingTask, hash_of, register_task
 from molgen.training.trainer import TrainConfig
 
 __all__ = ["MoleculeBatch", "MoleculeTask", "QM9Molecules", "condition_values"]
@@ -177,16 +176,10 @@ class MoleculeTask(TrainingTask):
     def _load(self) -> None:
         if self._train is not None:
             return
-        from molgen.datasets.qm9 import build_qm9, load_qm9_meta, load_qm9_split
+        from molgen.datasets.qm9 import ensure_qm9_cache, load_qm9_split
 
         cache = self.options.get("cache")
-        meta = load_qm9_meta(cache)
-        if meta is None:
-            build_qm9(cache)
-        else:  # keep the cache's own sources; rebuilt only if stale (e.g. the held-out list changed)
-            build_qm9(cache, sources=[src["path"] for src in meta["sources"]],
-                      max_molecules=(meta.get("key") or {}).get("max_molecules"))
-        self._meta = load_qm9_meta(cache) or {}
+        self._meta = ensure_qm9_cache(cache)
         self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
         n = len(self._train)
         self._indices = {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[self.half]
@@ -203,11 +196,9 @@ class MoleculeTask(TrainingTask):
 
     def data_hash(self) -> str:
         self._load()
-        meta = self._meta
-        key = {"sources": [src.get("sha256") for src in meta.get("sources", [])], "split": meta.get("split_rule"),
-               "counts": meta.get("counts"), "max_molecules": (meta.get("key") or {}).get("max_molecules"),
-               "removed": meta.get("heldout_removed"), "half": self.half, "conditions": self.conditions}
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        from molgen.datasets.qm9 import qm9_data_key
+
+        return hash_of({**qm9_data_key(self._meta), "half": self.half, "conditions": self.conditions})
 
     def datasets(self) -> tuple:
         self._load()

@@ -29,8 +29,6 @@ bounds the wall time and the cosine schedule follows it).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -44,7 +42,7 @@ from molgen.models.property_regressor import (
     PropertyRegressorConfig,
     property_config_dict,
 )
-from molgen.training.tasks import TrainingTask, register_task
+from molgen.training.tasks import TrainingTask, hash_of, register_task
 from molgen.training.train_molecules import (
     EXTRA_CONDITIONS,
     MoleculeBatch,
@@ -125,16 +123,10 @@ class PropertyTask(TrainingTask):
     def _load(self) -> None:
         if self._train is not None:
             return
-        from molgen.datasets.qm9 import build_qm9, load_qm9_meta, load_qm9_split
+        from molgen.datasets.qm9 import ensure_qm9_cache, load_qm9_split
 
         cache = self.options.get("cache")
-        meta = load_qm9_meta(cache)
-        if meta is None:
-            build_qm9(cache)
-        else:  # keep the cache's own sources (as MoleculeTask does); rebuilt only if stale
-            build_qm9(cache, sources=[src["path"] for src in meta["sources"]],
-                      max_molecules=(meta.get("key") or {}).get("max_molecules"))
-        self._meta = load_qm9_meta(cache) or {}
+        self._meta = ensure_qm9_cache(cache)
         self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
         self._indices = half_indices(len(self._train), self.half)
         self.norms = {p: mean_mad(condition_values(self._train, p), 1.0 if p in EXTRA_CONDITIONS else 0.0)
@@ -142,12 +134,10 @@ class PropertyTask(TrainingTask):
 
     def data_hash(self) -> str:
         self._load()
-        meta = self._meta
-        key = {"task": self.name, "sources": [src.get("sha256") for src in meta.get("sources", [])],
-               "split": meta.get("split_rule"), "counts": meta.get("counts"),
-               "max_molecules": (meta.get("key") or {}).get("max_molecules"), "removed": meta.get("heldout_removed"),
-               "half": self.half, "properties": self.properties, "charges": self.charges}
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        from molgen.datasets.qm9 import qm9_data_key
+
+        return hash_of({**qm9_data_key(self._meta), "task": self.name, "half": self.half,
+                        "properties": self.properties, "charges": self.charges})
 
     def datasets(self) -> tuple:
         self._load()
