@@ -45,6 +45,8 @@ from molgen.training.trainer import TrainConfig
 
 __all__ = ["MoleculeBatch", "MoleculeTask", "QM9Molecules", "condition_values"]
 
+#: the halves of QM9's training split a model may train on (EDM: D_a = "first", D_b = "second")
+HALVES = ("all", "first", "second")
 #: names a condition may take besides the QM9 properties
 EXTRA_CONDITIONS = ("num_heavy_atoms",)
 
@@ -75,6 +77,25 @@ def mean_mad(values: np.ndarray, floor: float = 0.0) -> dict[str, float]:
     at least ``floor`` (counts such as QM9's heavy atoms, mostly 9, have a MAD of 0.34)."""
     mean = float(np.mean(values))
     return {"mean": mean, "mad": max(float(np.mean(np.abs(values - mean))), floor) or 1.0}
+
+
+def half_indices(num_molecules: int, half: str) -> np.ndarray:
+    """Indices of a QM9 training-split half: ``"first"`` = EDM's ``D_a`` (``[0, M // 2)``), ``"second"`` =
+    ``D_b`` (``[M // 2, M)``), ``"all"`` = every molecule (the halves of
+    :class:`~molgen.training.train_molecules.MoleculeTask`).
+
+    Raises:
+        ValueError: an unknown half.
+    """
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    n = int(num_molecules)
+    return {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[half]
+
+
+def condition_norms(train: Any, names: list[str]) -> dict[str, dict[str, float]]:
+    """Mean and MAD of each condition over the whole training split (counts: MAD at least 1)."""
+    return {c: mean_mad(condition_values(train, c), 1.0 if c in EXTRA_CONDITIONS else 0.0) for c in names}
 
 
 class QM9Molecules(torch.utils.data.Dataset):
@@ -142,7 +163,7 @@ class MoleculeTask(TrainingTask):
         self.drop_each = float(opts.get("drop_each", 0.5))
         self.type_scale = float(opts.get("type_scale", 0.25))
         self.half = opts.get("half", "second" if self.conditions else "all")
-        if self.half not in ("all", "first", "second"):
+        if self.half not in HALVES:
             raise ValueError(f"task option half must be 'all', 'first' or 'second', got {self.half!r}")
         sched = opts.get("schedule", {})
         # root mean square of the clean data per coordinate on QM9 (D_b, centred positions in Å; one-hot
@@ -181,10 +202,8 @@ class MoleculeTask(TrainingTask):
         cache = self.options.get("cache")
         self._meta = ensure_qm9_cache(cache)
         self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
-        n = len(self._train)
-        self._indices = {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[self.half]
-        self.norms = {c: mean_mad(condition_values(self._train, c), 1.0 if c in EXTRA_CONDITIONS else 0.0)
-                      for c in self.conditions}
+        self._indices = half_indices(len(self._train), self.half)
+        self.norms = condition_norms(self._train, self.conditions)
         sizes = np.diff(self._train.ptr)[self._indices]
         counts = np.bincount(sizes)
         self.atom_counts = {int(k): float(v / counts.sum()) for k, v in enumerate(counts) if v}
@@ -265,7 +284,7 @@ def data_rms(cache: str | None = None, half: str = "second", limit: int = 5000) 
 
     train = load_qm9_split("train", cache)
     n = len(train)
-    idx = {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[half][:limit]
+    idx = half_indices(n, half)[:limit]
     pos, types = [], []
     for i in idx:
         a, b = int(train.ptr[i]), int(train.ptr[i + 1])

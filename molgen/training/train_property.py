@@ -45,31 +45,16 @@ from molgen.models.property_regressor import (
 from molgen.training.tasks import TrainingTask, hash_of, register_task
 from molgen.training.train_molecules import (
     EXTRA_CONDITIONS,
+    HALVES,
     MoleculeBatch,
     QM9Molecules,
     collate_molecules,
-    condition_values,
-    mean_mad,
+    condition_norms,
+    half_indices,
 )
 from molgen.training.trainer import TrainConfig
 
 __all__ = ["PropertyTask", "half_indices"]
-
-HALVES = ("all", "first", "second")
-
-
-def half_indices(num_molecules: int, half: str) -> np.ndarray:
-    """Indices of a QM9 training-split half: ``"first"`` = EDM's ``D_a`` (``[0, M // 2)``), ``"second"`` =
-    ``D_b`` (``[M // 2, M)``), ``"all"`` = every molecule (the halves of
-    :class:`~molgen.training.train_molecules.MoleculeTask`).
-
-    Raises:
-        ValueError: an unknown half.
-    """
-    if half not in HALVES:
-        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-    n = int(num_molecules)
-    return {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[half]
 
 
 @register_task
@@ -129,8 +114,7 @@ class PropertyTask(TrainingTask):
         self._meta = ensure_qm9_cache(cache)
         self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
         self._indices = half_indices(len(self._train), self.half)
-        self.norms = {p: mean_mad(condition_values(self._train, p), 1.0 if p in EXTRA_CONDITIONS else 0.0)
-                      for p in self.properties}
+        self.norms = condition_norms(self._train, self.properties)
 
     def data_hash(self) -> str:
         self._load()
