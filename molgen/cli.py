@@ -589,6 +589,8 @@ def train_molecules_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Training seed.")] = 1,
     model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+    export: Annotated[Path | None, typer.Option("--export", help="Write slim weights + model card here when done.",
+                                                show_default=False)] = None,
 ) -> None:
     """Train the de novo position/type diffusion model on QM9 (EDM's split, held-out molecules removed;
     resumable; data-parallel under torchrun)."""
@@ -606,7 +608,14 @@ def train_molecules_cmd(
         cfg = TrainConfig(task="molecules", out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=500,
                           grad_clip=2.0, max_minutes=max_minutes, val_every=val_every, threads=threads,
                           device=device, seed=seed, model=json.loads(model_json), task_options=options)
-        train(cfg)
+        best = train(cfg)
+        if export is not None:
+            import shlex
+
+            from molgen.training.pipeline import export_weights
+
+            command = "molgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            export_weights(best, export, name=export.stem, command=command)
     except (InputError, ValueError) as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None

@@ -29,6 +29,28 @@ def prepare_training_data(cache: Path | None = None, *, workers: int = 2, seeds:
     return npz
 
 
+#: what a model card says a network of each checkpoint format is, what it was trained on and its limits
+_CARD_TEXT = {
+    "molgen-torsion-denoiser/1": (
+        "Torsional-diffusion denoiser (E(3)-equivariant, e3nn) that scores the rotatable torsions of a molecule\n"
+        "given its heavy-atom graph and 3D coordinates. Used by `molgen conformers` by default.",
+        "PDB Chemical Component Dictionary (biotite), train split, held-out molecules removed",
+        "Intended use: drug-like organic\nmolecules (elements H, C, N, O, F, P, S, Cl, Br, I, B, Si, Se); local structure "
+        "(bond lengths, angles,\nrings) comes from RDKit ETKDGv3, so ring conformations are only as good as ETKDG's. "
+        "Not trained on\nmetal complexes. Evaluation: see BENCHMARKS.md (`molgen bench conformers`).",
+    ),
+    "molgen-molecule-denoiser/1": (
+        "De novo 3D molecule generator (EDM-style diffusion over positions and one-hot atom types and charges,\n"
+        "E(3)-equivariant e3nn network, classifier-free guidance on the conditions listed below). Used by\n"
+        "`molgen sample molecules`.",
+        "QM9 (qm9pack), EDM's split, held-out molecules removed",
+        "Intended use: small organic molecules like QM9's (at most 9 heavy atoms of C, N, O, F, with hydrogens).\n"
+        "Every sample is checked: bonds perceived from the geometry, sanitised; invalid ones are counted, never\n"
+        "passed off as valid. Evaluation: see BENCHMARKS.md (`molgen bench molecules`).",
+    ),
+}
+
+
 def export_weights(checkpoint: Path, out: Path, *, name: str, command: str | None = None) -> Path:
     """Write a slim copy of ``checkpoint`` (weights + configs, no optimizer) and a model card beside it.
 
@@ -67,29 +89,30 @@ def export_weights(checkpoint: Path, out: Path, *, name: str, command: str | Non
     }
     out.with_suffix(".json").write_text(json.dumps(facts, indent=1))
     cfg = state["train_config"]
+    what, data, use = _CARD_TEXT.get(state["format"], (f"A `{state['format']}` network.", "see the training config", ""))
+    task_facts = state.get("task") or {}
+    half_text = f", half {task_facts['half']}" if task_facts.get("half") else ""
+    conditions_text = ", ".join(task_facts.get("conditions", [])) or "none"
     card = f"""# Model card: {name}
 
-Torsional-diffusion denoiser (E(3)-equivariant, e3nn) that scores the rotatable torsions of a molecule
-given its heavy-atom graph and 3D coordinates. Used by `molgen conformers` by default.
+{what}
 
 | | |
 |---|---|
 | training command | `{command or 'unknown'}` |
-| training data | PDB Chemical Component Dictionary (biotite), train split, held-out molecules removed |
+| training data | {data}{half_text} |
+| conditions | {conditions_text} |
 | training molecules | {summary.get('train_molecules')} |
-| data hash (sha256 of the training arrays) | `{state['data_hash']}` |
+| data hash (sha256 of the training data's description) | `{state['data_hash']}` |
 | steps trained / step of these weights | {last['step']} / {state['step']} |
 | batch size, learning rate | {cfg.get('batch_size')}, {cfg.get('lr')} (cosine to {cfg.get('min_lr')}) |
 | wall time | {summary.get('wall_s')} s on {summary.get('device')} |
-| validation loss (normalised score matching, 1.0 = predicting zero) | {state['extra'].get('val_loss')} |
+| validation loss (1.0 = predicting zero) | {state['extra'].get('val_loss')} |
 | model config | `{json.dumps(state['model_config'])}` |
 | noise processes | `{json.dumps(facts['processes'])}` |
 | weights file sha256 | `{facts['file_sha256']}` |
 
-The loss curve is in `{out.with_suffix('.json').name}` (`loss_log`). Intended use: drug-like organic
-molecules (elements H, C, N, O, F, P, S, Cl, Br, I, B, Si, Se); local structure (bond lengths, angles,
-rings) comes from RDKit ETKDGv3, so ring conformations are only as good as ETKDG's. Not trained on
-metal complexes. Evaluation: see BENCHMARKS.md (`molgen bench conformers`).
+The loss curve is in `{out.with_suffix('.json').name}` (`loss_log`). {use}
 """
     out.with_suffix(".md").write_text(card)
     return out
