@@ -93,3 +93,10 @@ def test_train_molecules_bad_half(tmp_path):
                               "--cache", str(tmp_path / "nocache")])
     assert res.exit_code == 2
     assert "half" in res.output
+
+
+def test_train_property_bad_options(tmp_path):
+    res = runner.invoke(app, ["train", "property", "--out", str(tmp_path / "run"), "--property", "colour",
+                              "--cache", str(tmp_path / "nocache")])
+    assert res.exit_code == 2
+    assert "colour" in res.output
