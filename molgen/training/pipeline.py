@@ -65,6 +65,9 @@ def export_weights(checkpoint: Path, out: Path, *, name: str, command: str | Non
     last = read_checkpoint(checkpoint.with_name("last.pt")) if checkpoint.with_name("last.pt").exists() else state
     summary_path = checkpoint.with_name("summary.json")
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if "wall_s" not in summary:  # a run stopped before its end: the last checkpoint's own clock and config
+        summary["wall_s"] = round(float(last["extra"].get("elapsed_s", 0.0)), 1) or None
+        summary["device"] = (last.get("train_config") or {}).get("device")
     slim = {k: v for k, v in state.items() if k != "optimizer"}
     slim["extra"] = {"name": name, "val_loss": state["extra"].get("val_loss")}
     out.parent.mkdir(parents=True, exist_ok=True)
