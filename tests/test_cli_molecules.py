@@ -100,3 +100,16 @@ def test_train_property_bad_options(tmp_path):
                               "--cache", str(tmp_path / "nocache")])
     assert res.exit_code == 2
     assert "colour" in res.output
+
+
+def test_export_of_a_molecule_model_has_its_own_card(model_path, tmp_path):
+    from molgen.models.registry import load_checkpoint_model
+    from molgen.training.pipeline import export_weights
+
+    out = export_weights(model_path, tmp_path / "qm9_tiny.pt", name="qm9_tiny", command="molgen train molecules")
+    card = out.with_suffix(".md").read_text()
+    assert "De novo 3D molecule generator" in card and "conditions | alpha" in card
+    assert "Torsional" not in card
+    loaded = load_checkpoint_model(out)
+    assert loaded.kind == "molecules" and loaded.name == "qm9_tiny"
+    assert "optimizer" not in torch.load(out, weights_only=False)
