@@ -199,7 +199,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['label']} | {pct(r.get('atom_stability'))} | {pct(r.get('mol_stability'))} | "
             f"{pct(r.get('validity'))} | {pct(r.get('uniqueness'))} | {pct(r.get('novelty'))} | "
-            f"{pct(r.get('mol_stability_charged'))} | {g('bonds')} | {g('angles')} | {g('torsions')} | "
+            f"{pct(r.get('mol_stability_charged'))} | {g('bonds_mean')} | {g('angles_mean')} | {g('torsions_mean')} | "
             f"{r.get('molecules_per_s', '')} |")
     for label, a, m, v, u in result["published"]:
         lines.append(f"| {label} (published) | {a} | {m} | {v} | {'' if u is None else u} | | | | | | |")
@@ -213,6 +213,14 @@ def markdown(result: dict[str, Any]) -> str:
             mae = "" if r["mae"] is None else f"{r['mae']:.3f}"
             lines.append(f"| molgen, w = {r['w']} | {mae} |")
     return "\n".join(lines) + "\n"
+
+
+def rewrite_markdown(json_path: Path) -> str:
+    """Regenerate ``molecules.md`` beside a ``molecules.json`` (tables only; nothing is rerun)."""
+    result = json.loads(Path(json_path).read_text())
+    text = markdown(result)
+    Path(json_path).with_name("molecules.md").write_text(text)
+    return text
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
