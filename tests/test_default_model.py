@@ -62,3 +62,22 @@ def test_cli_end_to_end_with_default_model(tmp_path):
     assert all(m.GetNumConformers() == 3 for m in mols)
     failed = (tmp_path / "out.failed.csv").read_text()
     assert "in.smi:2" in failed and "broken" in failed
+
+
+def test_shipped_molecule_model_samples_offline(tmp_path, monkeypatch):
+    """`molgen sample molecules` works right after install: the shipped QM9 model loads from the package."""
+    import torch
+    from typer.testing import CliRunner
+
+    from molgen.cli import app
+
+    monkeypatch.delenv("MOLGEN_MOLECULE_MODEL", raising=False)
+    torch.set_num_threads(1)
+    out = tmp_path / "new.sdf"
+    res = CliRunner().invoke(app, ["sample", "molecules", "-n", "4", "--steps", "5", "--threads", "1", "--device", "cpu",
+                                   "--keep-invalid", "--json", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    import json
+
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["generated"] == 4 and summary["written"] == 4
