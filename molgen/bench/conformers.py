@@ -147,7 +147,6 @@ def _inprocess(
     from molgen.bench.memory import measure_memory
     from molgen.bench.runner import benchmark
     from molgen.bench.scoring import THRESHOLDS
-
     from molgen.sampling.options import SamplingOptions
 
     sampler, steps = args.sampler or "ode", args.steps or SamplingOptions().steps

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AtomEncoding", "QM9_ENCODING"]
+__all__ = ["QM9_ENCODING", "AtomEncoding"]
 
 
 @dataclass(frozen=True)

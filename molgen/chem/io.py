@@ -15,7 +15,13 @@ from molgen.chem.readers import (
     read_conformers_sdf,
     read_molecules,
 )
-from molgen.chem.writers import CONF_PROP_ORDER, OUTPUT_FORMATS, ConformerWriter, format_conformers, output_format
+from molgen.chem.writers import (
+    CONF_PROP_ORDER,
+    OUTPUT_FORMATS,
+    ConformerWriter,
+    format_conformers,
+    output_format,
+)
 
 __all__ = [
     "CONF_PROP_ORDER",

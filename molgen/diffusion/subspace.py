@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["graph_means", "remove_mean", "subspace_noise", "subspace_dimension"]
+__all__ = ["graph_means", "remove_mean", "subspace_dimension", "subspace_noise"]
 
 
 def graph_means(x: Tensor, batch: Tensor, num_graphs: int | None = None) -> Tensor:

@@ -30,7 +30,7 @@ class TorsionIndex:
     pairs_by_rank: list[tuple[Tensor, Tensor]]
 
     @staticmethod
-    def build(axis: Tensor, rank: Tensor, pair_torsion: Tensor, pair_atom: Tensor) -> "TorsionIndex":
+    def build(axis: Tensor, rank: Tensor, pair_torsion: Tensor, pair_atom: Tensor) -> TorsionIndex:
         """Group moving-atom pairs ``(pair_torsion, pair_atom)`` by the rank of their torsion."""
         groups = []
         if len(rank):
@@ -40,7 +40,7 @@ class TorsionIndex:
                 groups.append((pair_torsion[sel], pair_atom[sel]))
         return TorsionIndex(axis, groups)
 
-    def to(self, device: torch.device | str) -> "TorsionIndex":
+    def to(self, device: torch.device | str) -> TorsionIndex:
         return TorsionIndex(self.axis.to(device), [(t.to(device), a.to(device)) for t, a in self.pairs_by_rank])
 
 

@@ -70,18 +70,18 @@ class GraphBatch:
     def num_graphs(self) -> int:
         return self.ptr.numel() - 1
 
-    def to(self, device: torch.device | str) -> "GraphBatch":
+    def to(self, device: torch.device | str) -> GraphBatch:
         kwargs = {}
         for f in fields(self):
             value = getattr(self, f.name)
             kwargs[f.name] = value.to(device) if value is not None else None
         return GraphBatch(**kwargs)
 
-    def with_pos(self, pos: Tensor) -> "GraphBatch":
+    def with_pos(self, pos: Tensor) -> GraphBatch:
         """The same batch with new positions ``(N, 3)``."""
         return self.replace(pos=pos)
 
-    def replace(self, **changes: Tensor) -> "GraphBatch":
+    def replace(self, **changes: Tensor) -> GraphBatch:
         """The same batch with some fields replaced (no copies of the others)."""
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
         kwargs.update(changes)

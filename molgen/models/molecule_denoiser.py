@@ -36,7 +36,14 @@ from e3nn import o3
 from torch import Tensor, nn
 
 from molgen.models.graph import MAX_TOPO, GraphBatch, radius_edges
-from molgen.models.layers import GaussianRBF, SigmaEmbedding, interaction_stack, mlp, run_interactions, scatter_mean
+from molgen.models.layers import (
+    GaussianRBF,
+    SigmaEmbedding,
+    interaction_stack,
+    mlp,
+    run_interactions,
+    scatter_mean,
+)
 
 __all__ = ["MoleculeDenoiser", "MoleculeDenoiserConfig", "build_molecule_denoiser"]
 

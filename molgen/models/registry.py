@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DEFAULT_WEIGHTS",
     "CARTESIAN_FORMAT",
+    "DEFAULT_WEIGHTS",
     "MOLECULE_FORMAT",
     "TORSION_FORMAT",
     "LoadedModel",
@@ -110,7 +110,7 @@ def _import_e3nn() -> None:
 
     torch.compiler.disable = _identity  # type: ignore[assignment]
     try:
-        import e3nn.nn  # noqa: F401
+        import e3nn.nn
         import e3nn.o3  # noqa: F401
     finally:
         torch.compiler.disable = original

@@ -39,7 +39,13 @@ from torch import Tensor, nn
 
 from molgen.chem.feature_spec import BOND_FEATURE_DIM, NODE_FEATURE_DIM
 from molgen.models.graph import MAX_TOPO, GraphBatch, radius_edges, to_dense
-from molgen.models.layers import EdgeSet, GaussianRBF, SigmaEmbedding, interaction_stack, mlp
+from molgen.models.layers import (
+    EdgeSet,
+    GaussianRBF,
+    SigmaEmbedding,
+    interaction_stack,
+    mlp,
+)
 
 #: edges (and head pairs) per block in :meth:`TorsionDenoiser.forward_fast` on a CPU: intermediates of
 #: 1-2 MB stay in cache and are reused by the allocator (on a 4,000-atom batch 2048-4096 time the same,

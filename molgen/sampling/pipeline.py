@@ -56,7 +56,9 @@ def sampler_for(kind: str) -> SampleFn:
 
         register_sampler("torsion", sample_requests)
     if kind not in _SAMPLERS and kind == "cartesian":
-        from molgen.sampling.cartesian_sampler import sample_requests as sample_cartesian
+        from molgen.sampling.cartesian_sampler import (
+            sample_requests as sample_cartesian,
+        )
 
         register_sampler("cartesian", sample_cartesian)
     try:

@@ -30,7 +30,11 @@ from molgen.chem.feature_spec import BOND_FEATURE_DIM
 from molgen.diffusion.process import VPSchedule
 from molgen.diffusion.subspace import remove_mean, subspace_noise
 from molgen.models.graph import GraphBatch, collate_bonded_graphs
-from molgen.models.molecule_denoiser import MoleculeDenoiser, MoleculeDenoiserConfig, molecule_config_dict
+from molgen.models.molecule_denoiser import (
+    MoleculeDenoiser,
+    MoleculeDenoiserConfig,
+    molecule_config_dict,
+)
 from molgen.models.registry import CARTESIAN_FORMAT
 from molgen.training.tasks import TrainingTask, hash_of, register_task
 from molgen.training.trainer import TrainConfig

@@ -38,7 +38,11 @@ from molgen.chem.atom_encoding import QM9_ENCODING, AtomEncoding
 from molgen.diffusion.process import VPSchedule
 from molgen.diffusion.subspace import remove_mean, subspace_noise
 from molgen.models.graph import GraphBatch, node_batch
-from molgen.models.molecule_denoiser import MoleculeDenoiser, MoleculeDenoiserConfig, molecule_config_dict
+from molgen.models.molecule_denoiser import (
+    MoleculeDenoiser,
+    MoleculeDenoiserConfig,
+    molecule_config_dict,
+)
 from molgen.models.registry import MOLECULE_FORMAT
 from molgen.training.tasks import TrainingTask, hash_of, register_task
 from molgen.training.trainer import TrainConfig

@@ -5,7 +5,12 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import rdDistGeom
 
-from molgen.chem.torsions import apply_torsion_deltas, dihedral_angles, rotatable_torsions, set_torsion_angles
+from molgen.chem.torsions import (
+    apply_torsion_deltas,
+    dihedral_angles,
+    rotatable_torsions,
+    set_torsion_angles,
+)
 
 
 def embedded(smiles: str, seed: int = 7) -> Chem.Mol:

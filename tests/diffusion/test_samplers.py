@@ -11,11 +11,15 @@ import math
 
 import pytest
 import torch
-
-from molgen.diffusion.samplers import apply_torus, guided_score, ode_sample, sde_sample
 from torch import Tensor
 
-from molgen.diffusion.torus import TorusSchedule, wrap_angle, wrapped_normal_log_density, wrapped_normal_score
+from molgen.diffusion.samplers import apply_torus, guided_score, ode_sample, sde_sample
+from molgen.diffusion.torus import (
+    TorusSchedule,
+    wrap_angle,
+    wrapped_normal_log_density,
+    wrapped_normal_score,
+)
 
 torch.set_num_threads(1)
 PI = math.pi

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-import molgen.diffusion.torus as torus
+from molgen.diffusion import torus
 from molgen.diffusion.torus import (
     TorusSchedule,
     sample_wrapped_normal,

@@ -12,7 +12,12 @@ import math
 import pytest
 import torch
 
-from molgen.diffusion.process import VPSchedule, process_from_dict, processes_from_dict, processes_to_dict
+from molgen.diffusion.process import (
+    VPSchedule,
+    process_from_dict,
+    processes_from_dict,
+    processes_to_dict,
+)
 from molgen.diffusion.samplers import guided_score_fn, reverse_diffusion, time_grid
 from molgen.diffusion.subspace import graph_means, remove_mean, subspace_noise
 from molgen.diffusion.torus import TorusSchedule

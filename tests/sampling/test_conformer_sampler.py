@@ -82,7 +82,11 @@ def test_given_structures_are_reused(model_path):
 @pytest.mark.parametrize("sampler", ["ode", "sde"])
 def test_planar_bond_modes(model_path, sampler):
     """Amide / ester bonds: "snap" ends exactly cis or trans, "fixed" keeps ETKDG's dihedral."""
-    from molgen.chem.torsions import dihedral_angles, planar_bond_references, rotatable_torsions
+    from molgen.chem.torsions import (
+        dihedral_angles,
+        planar_bond_references,
+        rotatable_torsions,
+    )
 
     mol = Chem.AddHs(Chem.MolFromSmiles("CC(C)NC(=O)c1ccccc1OC(=O)CCN(C)C(=O)OCC"))
     torsions, _ = rotatable_torsions(mol)

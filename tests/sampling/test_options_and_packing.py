@@ -73,7 +73,11 @@ def test_flexible_rings(smiles: str, flexible: bool) -> None:
 def test_packing_does_not_change_a_molecules_conformers() -> None:
     """A molecule's conformers depend on its seed, not on the molecules sharing its denoiser batch."""
     from molgen.models.registry import load_model
-    from molgen.sampling.conformer_sampler import SampleRequest, TorsionSystem, sample_requests
+    from molgen.sampling.conformer_sampler import (
+        SampleRequest,
+        TorsionSystem,
+        sample_requests,
+    )
 
     loaded = load_model(None)  # the shipped model
     opts = SamplingOptions(n=3, steps=3)

@@ -14,11 +14,10 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_train_smoke import tiny_dataset
 
 from molgen.training.distributed import DistributedContext
 from molgen.training.train_conformers import TrainConfig, train
-
-from test_train_smoke import tiny_dataset
 
 
 def _free_port() -> int:

@@ -8,7 +8,10 @@ from rdkit import Chem
 from rdkit.Chem import rdDistGeom
 
 from molgen.datasets.build_ccd import matched_record
-from molgen.datasets.conformer_dataset import TorsionConformerDataset, write_training_arrays
+from molgen.datasets.conformer_dataset import (
+    TorsionConformerDataset,
+    write_training_arrays,
+)
 from molgen.models.registry import load_checkpoint_model
 from molgen.training.pipeline import export_weights
 from molgen.training.train_conformers import TrainConfig, train
