@@ -90,5 +90,11 @@ class DistributedContext:
             print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        """Leave the process group: every rank waits for the others first, so none tears down a group
+        that a peer still uses."""
         if self.world_size > 1 and torch.distributed.is_initialized():
+            import gc
+
+            gc.collect()  # release DDP reducers (they hold the group) while every peer is still connected
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()

@@ -207,6 +207,9 @@ def train(cfg: TrainConfig, task: TrainingTask | None = None) -> Path:
                    "device": str(device), "train_molecules": len(train_set), "world_size": ctx.world_size}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         ctx.print(json.dumps(summary))
+    # drop the DDP wrapper (its reducer holds the process group) before the group is destroyed: a gloo group
+    # destroyed while a reducer still refers to it can hang in the reducer's destructor at exit
+    del ddp_model
     ctx.close()
     return out / "best.pt"
 

@@ -26,6 +26,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_ranks(args: tuple, limit_s: float = 300.0) -> None:
+    """Start two spawned ranks and wait for them; a hang fails the test instead of stalling the suite."""
+    import time
+
+    ctx = mp.start_processes(_rank, args=args, nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + limit_s
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"data-parallel ranks still running after {limit_s:.0f} s")
+
+
 def _rank(rank: int, world: int, port: int, cfg: TrainConfig, skew_lr: bool = False) -> None:
     if skew_lr:  # a broken run: rank 1 steps with another learning rate
         import molgen.training.trainer as tc
@@ -46,7 +59,7 @@ def test_two_rank_gloo_training(tmp_path):
     cfg = TrainConfig(data=str(data), out=str(out), steps=6, batch_size=2, log_every=2, val_every=2,
                       checkpoint_every=3, warmup=1, max_minutes=30.0, threads=1,
                       model={"ns": 16, "nv": 4, "num_layers": 2}, device="cpu")
-    mp.start_processes(_rank, args=(2, _free_port(), cfg), nprocs=2, join=True, start_method="spawn")
+    _run_ranks((2, _free_port(), cfg))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["step"] == 6
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
@@ -60,7 +73,7 @@ def test_diverged_replicas_are_reported(tmp_path):
                       checkpoint_every=3, warmup=1, threads=1, model={"ns": 16, "nv": 4, "num_layers": 2},
                       device="cpu")
     with pytest.raises(mp.ProcessRaisedException, match="replicas diverged"):
-        mp.start_processes(_rank, args=(2, _free_port(), cfg, True), nprocs=2, join=True, start_method="spawn")
+        _run_ranks((2, _free_port(), cfg, True))
 
 
 def test_single_process_context_is_identity():
