@@ -102,6 +102,7 @@ import numpy as np
 
 from molgen.atomic import atomic_path, open_atomic
 from molgen.datasets import split as _split
+from molgen.datasets.conformer_dataset import file_sha256
 from molgen.errors import InputError
 
 __all__ = [
@@ -479,26 +480,27 @@ def _split_arrays(rows: list[_Row], results: list[_Processed]) -> dict[str, np.n
     return arrays
 
 
+def mean_mad(values: np.ndarray) -> tuple[float, float]:
+    """EDM's normalisation statistics of ``(M,)`` values: the mean and the mean absolute deviation from it
+    (NaN for an empty array), in the values' unit."""
+    v = np.asarray(values, dtype=np.float64)
+    if not v.size:
+        return float("nan"), float("nan")
+    mean = float(v.mean())
+    return mean, float(np.abs(v - mean).mean())
+
+
 def property_mean_mad(properties: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """EDM's normalisation statistics: ``mean`` and ``mad`` = mean absolute deviation from the mean,
-    in the property's unit (:data:`PROPERTY_UNITS`), for each ``(M,)`` array of ``properties``."""
+    """:func:`mean_mad` (``mean``, ``mad``) of each ``(M,)`` array of ``properties``, in the property's unit
+    (:data:`PROPERTY_UNITS`)."""
     out = {}
     for name, values in properties.items():
-        v = np.asarray(values, dtype=np.float64)
-        mean = float(v.mean()) if v.size else float("nan")
-        out[name] = {"mean": mean, "mad": float(np.abs(v - mean).mean()) if v.size else float("nan")}
+        mean, mad = mean_mad(values)
+        out[name] = {"mean": mean, "mad": mad}
     return out
 
 
 # --------------------------------------------------------------------------------------------- cache
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _heldout_digest() -> str:
     return hashlib.sha256("\n".join(sorted(_split.heldout_blocks())).encode()).hexdigest()
 
@@ -635,7 +637,7 @@ def _meta(key: dict, paths: Sequence[Path], n_rows: int, arrays: dict, report: _
     return {
         "format": FORMAT,
         "key": key,
-        "sources": [{"name": p.name, "path": str(p), "size": p.stat().st_size, "sha256": _sha256(p)} for p in paths],
+        "sources": [{"name": p.name, "path": str(p), "size": p.stat().st_size, "sha256": file_sha256(p)} for p in paths],
         "rows": n_rows,
         "seed": EDM_SEED,
         "split_rule": "sort rows by Index; perm = numpy.random.RandomState(0).permutation(n); "

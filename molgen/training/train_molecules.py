@@ -77,10 +77,13 @@ def condition_values(split: Any, name: str) -> np.ndarray:
 
 
 def mean_mad(values: np.ndarray, floor: float = 0.0) -> dict[str, float]:
-    """Mean and mean absolute deviation of ``values`` (EDM normalises properties by them), the deviation
-    at least ``floor`` (counts such as QM9's heavy atoms, mostly 9, have a MAD of 0.34)."""
-    mean = float(np.mean(values))
-    return {"mean": mean, "mad": max(float(np.mean(np.abs(values - mean))), floor) or 1.0}
+    """Mean and mean absolute deviation of ``values`` (EDM normalises properties by them,
+    :func:`molgen.datasets.qm9.mean_mad`), the deviation at least ``floor`` (counts such as QM9's heavy
+    atoms, mostly 9, have a MAD of 0.34) and 1 where it would be 0."""
+    from molgen.datasets.qm9 import mean_mad as qm9_mean_mad
+
+    mean, mad = qm9_mean_mad(values)
+    return {"mean": mean, "mad": max(mad, floor) or 1.0}
 
 
 def half_indices(num_molecules: int, half: str) -> np.ndarray:
@@ -95,6 +98,16 @@ def half_indices(num_molecules: int, half: str) -> np.ndarray:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     n = int(num_molecules)
     return {"all": np.arange(n), "first": np.arange(n // 2), "second": np.arange(n // 2, n)}[half]
+
+
+def load_task_splits(cache: str | None, half: str, names: list[str]) -> tuple[dict, Any, Any, np.ndarray, dict]:
+    """What a QM9 task reads: ``(cache meta, train split, validation split, indices of the training half,
+    normalisation of the conditions or properties names)``; the cache is built or refreshed first."""
+    from molgen.datasets.qm9 import ensure_qm9_cache, load_qm9_split
+
+    meta = ensure_qm9_cache(cache)
+    train, val = load_qm9_split("train", cache), load_qm9_split("val", cache)
+    return meta, train, val, half_indices(len(train), half), condition_norms(train, names)
 
 
 def condition_norms(train: Any, names: list[str]) -> dict[str, dict[str, float]]:
@@ -201,13 +214,8 @@ class MoleculeTask(TrainingTask):
     def _load(self) -> None:
         if self._train is not None:
             return
-        from molgen.datasets.qm9 import ensure_qm9_cache, load_qm9_split
-
-        cache = self.options.get("cache")
-        self._meta = ensure_qm9_cache(cache)
-        self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
-        self._indices = half_indices(len(self._train), self.half)
-        self.norms = condition_norms(self._train, self.conditions)
+        self._meta, self._train, self._val, self._indices, self.norms = load_task_splits(
+            self.options.get("cache"), self.half, self.conditions)
         sizes = np.diff(self._train.ptr)[self._indices]
         counts = np.bincount(sizes)
         self.atom_counts = {int(k): float(v / counts.sum()) for k, v in enumerate(counts) if v}

@@ -49,8 +49,8 @@ from molgen.training.train_molecules import (
     MoleculeBatch,
     QM9Molecules,
     collate_molecules,
-    condition_norms,
     half_indices,
+    load_task_splits,
 )
 from molgen.training.trainer import TrainConfig
 
@@ -108,13 +108,8 @@ class PropertyTask(TrainingTask):
     def _load(self) -> None:
         if self._train is not None:
             return
-        from molgen.datasets.qm9 import ensure_qm9_cache, load_qm9_split
-
-        cache = self.options.get("cache")
-        self._meta = ensure_qm9_cache(cache)
-        self._train, self._val = load_qm9_split("train", cache), load_qm9_split("val", cache)
-        self._indices = half_indices(len(self._train), self.half)
-        self.norms = condition_norms(self._train, self.properties)
+        self._meta, self._train, self._val, self._indices, self.norms = load_task_splits(
+            self.options.get("cache"), self.half, self.properties)
 
     def data_hash(self) -> str:
         self._load()
