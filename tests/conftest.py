@@ -92,3 +92,39 @@ def fake_sampler(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     api.clear_model_cache()
     yield mod
     api.clear_model_cache()
+
+
+QM9_SAMPLE_CSV = __import__("pathlib").Path(__file__).resolve().parent / "data" / "qm9_sample.csv"
+
+
+@pytest.fixture(scope="session")
+def qm9_sample_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A QM9 cache built once per session from the shipped 50-row sample (tests must not change it)."""
+    from molgen.datasets import qm9
+
+    root = tmp_path_factory.mktemp("qm9cache")
+    qm9.build_qm9(root, sources=[QM9_SAMPLE_CSV])
+    return root
+
+
+@pytest.fixture(scope="session")
+def train_tiny_qm9(tmp_path_factory: pytest.TempPathFactory, qm9_sample_cache) -> Callable[..., object]:
+    """``train_tiny_qm9(task, **task_options) -> best checkpoint``: a tiny network of a QM9 task (``molecules``,
+    ``cartesian``) trained for two steps of 4 molecules on the sample cache, one thread."""
+    import torch
+
+    from molgen.datasets import qm9
+    from molgen.training.trainer import TrainConfig, train
+
+    def run(task: str, **task_options: object):
+        torch.set_num_threads(1)
+        cfg = TrainConfig(task=task, out=str(tmp_path_factory.mktemp(task)), steps=2, batch_size=4, log_every=1,
+                          val_every=2, checkpoint_every=2, warmup=1, threads=1, device="cpu", val_molecules=4,
+                          model={"ns": 16, "nv": 4, "num_layers": 2, "num_rbf": 8},
+                          task_options={"cache": str(qm9_sample_cache), **task_options})
+        with pytest.MonkeyPatch.context() as mp:
+            # never fall back to qm9pack's full CSVs (absent in CI): the sample is the only source
+            mp.setattr(qm9, "default_sources", lambda: [QM9_SAMPLE_CSV])
+            return train(cfg)
+
+    return run

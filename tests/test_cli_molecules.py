@@ -13,24 +13,14 @@ from rdkit import Chem
 from typer.testing import CliRunner
 
 from molgen.cli import app
-from molgen.datasets import qm9
-from molgen.training.trainer import TrainConfig, train
 
 SAMPLE_CSV = Path(__file__).resolve().parent / "data" / "qm9_sample.csv"
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    cache = tmp_path_factory.mktemp("qm9cache")
-    qm9.build_qm9(cache, sources=[SAMPLE_CSV])
-    out = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(task="molecules", out=str(out), steps=2, batch_size=4, log_every=1, val_every=2,
-                      checkpoint_every=2, warmup=1, threads=1, device="cpu", val_molecules=4,
-                      model={"ns": 16, "nv": 4, "num_layers": 2, "num_rbf": 8},
-                      task_options={"cache": str(cache), "conditions": ["alpha"], "half": "all"})
-    return train(cfg)
+def model_path(train_tiny_qm9) -> Path:
+    return train_tiny_qm9("molecules", conditions=["alpha"], half="all")
 
 
 def test_sample_molecules_writes_tagged_sdf(model_path, tmp_path):

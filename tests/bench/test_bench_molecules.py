@@ -7,26 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from molgen.bench.molecules import main
-from molgen.datasets import qm9
-from molgen.training.trainer import TrainConfig, train
 
 SAMPLE_CSV = Path(__file__).resolve().parents[1] / "data" / "qm9_sample.csv"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    torch.set_num_threads(1)
-    cache = tmp_path_factory.mktemp("qm9cache")
-    qm9.build_qm9(cache, sources=[SAMPLE_CSV])
-    out = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(task="molecules", out=str(out), steps=2, batch_size=4, log_every=1, val_every=2,
-                      checkpoint_every=2, warmup=1, threads=1, device="cpu", val_molecules=4,
-                      model={"ns": 16, "nv": 4, "num_layers": 2, "num_rbf": 8},
-                      task_options={"cache": str(cache), "half": "all"})
-    return cache, train(cfg)
+def setup(qm9_sample_cache, train_tiny_qm9):
+    return qm9_sample_cache, train_tiny_qm9("molecules", half="all")
 
 
 def test_bench_molecules_rows_and_files(setup, tmp_path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from rdkit import Chem
 from rdkit.Chem import rdDistGeom
 
@@ -20,26 +19,18 @@ from molgen.sampling.conformer_sampler import SampleRequest
 from molgen.sampling.options import SamplingOptions
 from molgen.sampling.pipeline import generate_many
 from molgen.training.train_cartesian import QM9Graphs, build_graph_cache
-from molgen.training.trainer import TrainConfig, train
 
 SAMPLE_CSV = Path(__file__).resolve().parents[1] / "data" / "qm9_sample.csv"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("qm9cache")
-    qm9.build_qm9(root, sources=[SAMPLE_CSV])
-    return root
+def cache(qm9_sample_cache) -> Path:
+    return qm9_sample_cache
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory, cache) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("cart")
-    cfg = TrainConfig(task="cartesian", out=str(out), steps=2, batch_size=4, log_every=1, val_every=2,
-                      checkpoint_every=2, warmup=1, threads=1, device="cpu", val_molecules=4,
-                      model={"ns": 16, "nv": 4, "num_layers": 2, "num_rbf": 8}, task_options={"cache": str(cache)})
-    return train(cfg)
+def model_path(train_tiny_qm9) -> Path:
+    return train_tiny_qm9("cartesian")
 
 
 def test_all_atom_graph_covers_every_atom():

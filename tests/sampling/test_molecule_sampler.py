@@ -20,7 +20,6 @@ from molgen.errors import InputError
 from molgen.models.registry import LoadedModel, load_checkpoint_model
 from molgen.sampling.molecule_output import collect
 from molgen.sampling.molecule_sampler import GeneratedMolecule, sample_atoms
-from molgen.training.trainer import TrainConfig, train
 
 SAMPLE_CSV = Path(__file__).resolve().parents[1] / "data" / "qm9_sample.csv"
 CONDITIONS = ["alpha", "num_heavy_atoms"]
@@ -33,25 +32,9 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("qm9cache")
-    qm9.build_qm9(root, sources=[SAMPLE_CSV])
-    return root
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory, cache) -> LoadedModel:
+def loaded(train_tiny_qm9) -> LoadedModel:
     """A conditional (alpha, num_heavy_atoms) molecule model trained for two steps on the sample."""
-    out = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(task="molecules", out=str(out), steps=2, batch_size=4, log_every=1, val_every=2,
-                      checkpoint_every=2, warmup=1, threads=1, device="cpu", val_molecules=4,
-                      model={"ns": 16, "nv": 4, "num_layers": 2, "num_rbf": 8},
-                      task_options={"cache": str(cache), "conditions": CONDITIONS, "half": "all"})
-    with pytest.MonkeyPatch.context() as mp:
-        # the task builds its cache from the default sources (qm9pack, absent in CI): use the sample
-        mp.setattr(qm9, "default_sources", lambda: [SAMPLE_CSV])
-        best = train(cfg)
-    model = load_checkpoint_model(best)
+    model = load_checkpoint_model(train_tiny_qm9("molecules", conditions=CONDITIONS, half="all"))
     assert model.kind == "molecules"
     return model
 
@@ -239,7 +222,8 @@ def _real_molecule(cache: Path, qm9_id: int) -> tuple[GeneratedMolecule, str]:
     raise AssertionError(f"QM9 id {qm9_id} not in the sample cache")
 
 
-def test_collect_sets_the_verdicts(loaded, cache):
+def test_collect_sets_the_verdicts(loaded, qm9_sample_cache):
+    cache = qm9_sample_cache
     gens = sample_atoms(loaded, 6, conditions={"alpha": 50.0}, guidance=2.0, steps=STEPS, seed=5)
     real, smiles = _real_molecule(cache, 14)  # ethanol
     nan = GeneratedMolecule(np.array([6, 8, 1]), np.zeros(3, dtype=np.int64), np.full((3, 3), np.nan),

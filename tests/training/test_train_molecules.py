@@ -38,9 +38,8 @@ def _one_thread():
 
 
 def _sample_sources(monkeypatch: pytest.MonkeyPatch) -> None:
-    # MoleculeTask._load calls build_qm9(cache) without sources, i.e. with qm9pack's full CSVs: a cache
-    # built from other CSVs is rebuilt from the package (a 90 s full build here, an InputError in CI where
-    # qm9pack is absent). Point the default sources at the sample (see test_task_reuses_a_cache_...).
+    # never fall back to qm9pack's full CSVs (a 90 s build here, an InputError in CI where qm9pack is
+    # absent): the task keeps its cache's own sources (test_task_reuses_a_cache_...), this is a guard
     monkeypatch.setattr(qm9, "default_sources", lambda: [SAMPLE_CSV])
 
 
@@ -59,10 +58,8 @@ def _log(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("qm9cache")
-    qm9.build_qm9(root, sources=[SAMPLE_CSV])
-    return root
+def cache(qm9_sample_cache) -> Path:
+    return qm9_sample_cache
 
 
 @pytest.fixture(scope="module")
