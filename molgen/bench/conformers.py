@@ -34,7 +34,8 @@ from molgen.bench.references import Reference
 
 __all__ = ["build_parser", "main"]
 
-METHODS = ("molgen", "etkdg")
+#: in-process methods: molgen's torsional model, molgen's Cartesian model (``--cartesian-model``), ETKDG
+METHODS = ("molgen", "cartesian", "etkdg")
 #: molgen options forwarded to ``molgen conformers`` in end-to-end mode when given (dest, flag)
 _FORWARDED = (
     ("model", "--model"), ("sampler", "--sampler"), ("steps", "--steps"), ("score_scale", "--score-scale"),
@@ -53,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("endtoend", "inprocess"), default="endtoend",
                    help="endtoend: each tool as a separate process from a SMILES file, start-up "
                    "included, defaults and equal threads (default); inprocess: per-molecule calls, 1 thread")  # fmt: skip
-    p.add_argument("--set", dest="molecule_set", choices=("ccd", "moses"), default="ccd",
-                   help="ccd: CCD test-split ligands with experimental conformations; moses: SMILES "
-                   "only (speed and PoseBusters)")  # fmt: skip
+    p.add_argument("--set", dest="molecule_set", choices=("ccd", "qm9", "moses"), default="ccd",
+                   help="ccd: CCD test-split ligands with experimental conformations; qm9: QM9 test-split "
+                   "molecules with DFT geometries; moses: SMILES only (speed and PoseBusters)")  # fmt: skip
     p.add_argument("--smiles-file", default=None,
                    help="SMILES file of --set moses (default data/moses_test_1000.smi)")  # fmt: skip
     p.add_argument("--num-molecules", type=int, default=None,
@@ -72,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-sdf", action="store_true", help="endtoend: keep the SDFs under OUT/sdf")
     p.add_argument("--timeout", type=float, default=None, help="endtoend: seconds per process")
     p.add_argument("--no-warmup", action="store_true", help="endtoend: no untimed warm-up runs")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="inprocess only")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=["molgen", "etkdg"],
+                   help="inprocess only (default molgen etkdg; cartesian needs a Cartesian model)")  # fmt: skip
+    p.add_argument("--cartesian-model", default=None,
+                   help="Cartesian conformer checkpoint of method cartesian (default: the shipped one)")  # fmt: skip
+    p.add_argument("--cartesian-steps", type=int, default=None,
+                   help="diffusion steps of method cartesian (default: molgen's)")  # fmt: skip
     p.add_argument("--model", default=None, help="molgen checkpoint (default: shipped model)")
     p.add_argument("--sampler", choices=("ode", "sde"), default=None, help="molgen sampler (ode)")
     p.add_argument("--steps", type=int, default=None, help="molgen diffusion steps (default: molgen's)")
@@ -115,9 +121,12 @@ def _molecules(
         refs = refs_mod.sample_references(pool, k, sample_seed=args.sample_seed) if k < len(pool) else pool
         selection: dict[str, Any] = {"set": "moses", "file": str(path), "n_candidates": len(pool),
                                      "n_selected": len(refs), "sample_seed": args.sample_seed if k < len(pool) else None}  # fmt: skip
+    elif args.molecule_set == "qm9" and references is None:
+        print("selecting QM9 test-split molecules ...", file=sys.stderr)
+        refs, selection = refs_mod.load_qm9_references(args.num_molecules or 300, sample_seed=args.sample_seed)
     elif references is not None:
         refs = list(references)[: args.num_molecules or 300]
-        selection = {"set": "ccd", "source": "injected", "n_candidates": len(references),
+        selection = {"set": args.molecule_set, "source": "injected", "n_candidates": len(references),
                      "n_selected": len(refs), "sample_seed": None}  # fmt: skip
     else:
         print("selecting CCD test-split ligands (cached after the first run) ...", file=sys.stderr)
@@ -170,6 +179,11 @@ def _inprocess(
                 threads=args.threads, conformers_per_structure=args.per_structure,
                 planar_bonds=args.planar_bonds, score_scale=args.score_scale,
             )  # fmt: skip
+        elif method == "cartesian":
+            gens[method] = make_molgen_generator(
+                model=_cartesian_model(args), sampler=sampler, seed=seed, device=device, threads=args.threads,
+                cartesian_steps=args.cartesian_steps,
+            )  # fmt: skip
         else:
             gens[method] = make_etkdg_generator(seed=seed, threads=args.threads)
     warm = warm_up(gens)
@@ -185,12 +199,23 @@ def _inprocess(
     config = {
         **{k: v for k, v in vars(args).items() if k not in ("out", "no_progress")},
         "sampler": sampler, "steps": steps, "seed": seed, "device": device,
+        "cartesian_steps": args.cartesian_steps or SamplingOptions().cartesian_steps,
         "torch_threads": torch.get_num_threads(),
         "rdkit_threads": args.threads,
         "etkdg": f"ETKDGv3 defaults, randomSeed={etkdg_seed(seed)}",
         "thresholds": list(THRESHOLDS),
     }  # fmt: skip
     return {"config": config, "warmup": warm, "results": results, "memory": memory}
+
+
+def _cartesian_model(args: argparse.Namespace) -> str:
+    """The Cartesian checkpoint of method ``cartesian``: ``--cartesian-model`` or the shipped default."""
+    from molgen.models.registry import default_cartesian_model_path
+
+    path = Path(args.cartesian_model).expanduser() if args.cartesian_model else default_cartesian_model_path()
+    if not path.is_file():
+        raise SystemExit(f"error: method cartesian: no Cartesian model at {path} (pass --cartesian-model)")
+    return str(path)
 
 
 def _endtoend(args: argparse.Namespace, refs: Sequence[Reference]) -> dict[str, Any]:
@@ -251,8 +276,8 @@ def main(
     if (args.num_molecules is not None and args.num_molecules < 1) or args.threads < 1 or args.repeats < 1 \
             or any(n < 1 for n in args.ns) or any(t < 1 for t in args.equal_threads):  # fmt: skip
         raise SystemExit("error: --num-molecules, --threads, --repeats, --equal-threads and --ns must be >= 1")
-    if args.mode == "inprocess" and args.molecule_set != "ccd":
-        raise SystemExit("error: --mode inprocess needs --set ccd (reference conformations)")
+    if args.mode == "inprocess" and args.molecule_set == "moses":
+        raise SystemExit("error: --mode inprocess needs --set ccd or qm9 (reference conformations)")
     started = time.perf_counter()
     command = command_line(["molgen", "bench", "conformers"], argv)
     date = utc_now()

@@ -23,6 +23,12 @@ CCD test split
     under ``$MOLGEN_CACHE/bench_refs_v1/`` (default ``~/.cache/molgen/``), keyed by the filters,
     the split, the held-out list and the biotite and RDKit versions.
 
+QM9 test split
+    Molecules of QM9's test split (EDM's split, held-out molecules removed; :mod:`molgen.datasets.qm9`)
+    with their DFT geometries (:func:`load_qm9_references`): the graph is perceived from the geometry
+    with the stored formal charges, stereo assigned from 3D, and a molecule is kept only when the
+    perceived graph is the CSV's SMILES. Seeded sample over the split.
+
 SMILES files
     ``SMILES ID`` per line (:func:`read_smiles_file`), e.g. ``data/moses_test_1000.smi``: molecules
     without a reference conformation (speed and PoseBusters only).
@@ -47,6 +53,7 @@ __all__ = [
     "Filters",
     "Reference",
     "filter_candidates",
+    "load_qm9_references",
     "load_references",
     "moses_path",
     "read_smiles_file",
@@ -344,6 +351,50 @@ def load_references(
     chosen = sample_references(candidates, num_molecules, sample_seed=sample_seed)
     cache = {"path": str(path), "hit": hit} if use_cache else None
     return chosen, {**stats, "n_selected": len(chosen), "sample_seed": sample_seed, "cache": cache}
+
+
+def load_qm9_references(
+    num_molecules: int, *, sample_seed: int = 0, split: str = "test", cache_dir: str | Path | None = None
+) -> tuple[list[Reference], dict[str, Any]]:
+    """A seeded sample of QM9 molecules of ``split`` with their DFT conformations (hydrogens removed).
+
+    Molecules are visited in ``random.Random(sample_seed)`` order over the split; each one's graph is
+    perceived from its geometry and stored formal charges
+    (:func:`molgen.chem.perception.mol_from_atoms`), stereo is assigned from 3D, and it is kept when the
+    perceived graph's canonical SMILES equals the CSV's; the first ``num_molecules`` kept are returned
+    sorted by id (``qm9_<QM9 index>``). ``cache_dir``: the QM9 cache root (:mod:`molgen.datasets.qm9`).
+
+    Returns:
+        ``(references, selection statistics)`` with the rejection counts by reason.
+    """
+    from rdkit import Chem
+
+    from molgen.chem.perception import mol_from_atoms
+    from molgen.datasets.qm9 import load_qm9_split
+
+    data = load_qm9_split(split, cache_dir)
+    order = random.Random(sample_seed).sample(range(len(data)), len(data))
+    chosen: list[Reference] = []
+    rejected: Counter[str] = Counter()
+    for i in order:
+        if len(chosen) >= num_molecules:
+            break
+        m = data.molecule(i)
+        res = mol_from_atoms(m["atomic_numbers"], m["positions"], m["formal_charges"])
+        ref = Chem.MolFromSmiles(m["smiles"])
+        if not res.valid or res.mol is None:
+            rejected["perception"] += 1
+            continue
+        if ref is None or res.smiles != Chem.MolToSmiles(Chem.RemoveHs(ref), isomericSmiles=False):
+            rejected["graph differs from the SMILES"] += 1
+            continue
+        mol = Chem.Mol(res.mol)
+        Chem.AssignStereochemistryFrom3D(mol)
+        chosen.append(Reference.from_mol(f"qm9_{m['index']:06d}", mol, inchikey=m["inchikey_block"]))
+    stats = {"set": "qm9", "split": split, "n_candidates": len(data), "n_selected": len(chosen),
+             "n_visited": len(chosen) + sum(rejected.values()), "rejected": dict(rejected),
+             "sample_seed": sample_seed}  # fmt: skip
+    return sorted(chosen, key=lambda r: r.id), stats
 
 
 def read_smiles_file(path: str | Path) -> list[tuple[str, str]]:

@@ -44,11 +44,15 @@ def _selection_line(report: dict[str, Any]) -> str:
             f"{sel['n_selected']} MOSES test-set SMILES (`{sel.get('file', '')}`, of {sel.get('n_candidates', '?')}; "
             f"sample seed {sel.get('sample_seed')}); no reference conformations: speed and PoseBusters only."
         )
-    src = "CCD test-split ligands" if sel.get("source", "").startswith("PDB") else "molecules"
+    if sel.get("set") == "qm9":
+        src, ref = "QM9 test-split molecules", "DFT (B3LYP) geometry"
+    else:
+        src = "CCD test-split ligands" if sel.get("source", "").startswith("PDB") else "molecules"
+        ref = "experimental conformation"
     return (
         f"{sel['n_selected']} {src} (of {sel.get('n_candidates', '?')} candidates; sample seed "
         f"{sel.get('sample_seed', '?')}). Min-RMSD: lowest symmetry-aware heavy-atom RMSD (Å) of a "
-        "molecule's conformers to the experimental conformation; failures count as ∞."
+        f"molecule's conformers to the {ref}; failures count as ∞."
     )
 
 
@@ -61,6 +65,8 @@ def _markdown_inprocess(report: dict[str, Any]) -> str:
         + f" In process, per molecule: molgen model `{cfg.get('model') or 'default'}`, sampler "
         f"{cfg['sampler']}, {cfg['steps']} steps"
         + (f", {cfg['per_structure']} conformers per ETKDG structure" if cfg.get("per_structure") else "")
+        + (f"; cartesian: model `{cfg.get('cartesian_model') or 'default'}`, {cfg.get('cartesian_steps')} steps"
+           if "cartesian" in (cfg.get("methods") or []) else "")
         + "; time summed over molecules (start-up excluded).",
         "",
         (
@@ -241,11 +247,12 @@ def _plot(report: dict[str, Any], path: Path) -> bool:
         ax.set_xlim(0, 4)
         ax.set_ylim(0, 1)
         ax.set_title(f"N = {n} conformers")
-        ax.set_xlabel("min heavy-atom RMSD to experiment (Å)")
+        ax.set_xlabel("min heavy-atom RMSD to the reference (Å)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     axes[0][0].set_ylabel("fraction of molecules")
-    fig.suptitle(f"CCD test-split ligands (n = {report['selection']['n_selected']})", fontsize=10)
+    src = "QM9 test-split molecules" if report["selection"].get("set") == "qm9" else "CCD test-split ligands"
+    fig.suptitle(f"{src} (n = {report['selection']['n_selected']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

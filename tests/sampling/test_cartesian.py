@@ -104,3 +104,32 @@ def test_cli_cartesian_method(model_path, tmp_path):
         assert "failed" in res.output
     else:
         assert Chem.SDMolSupplier(str(out), removeHs=False)[0].GetNumAtoms() == 6
+
+
+def test_qm9_references_and_cartesian_bench_method(model_path, cache, tmp_path):
+    """`--set qm9` references carry their DFT geometry and the perceived graph's SMILES; the in-process bench
+    runs the Cartesian method beside ETKDG and scores both against the same references."""
+    from molgen.bench import conformers as bench
+    from molgen.bench.references import load_qm9_references
+
+    refs, stats = load_qm9_references(3, sample_seed=1, cache_dir=cache)
+    assert len(refs) == stats["n_selected"] >= 1 and stats["n_visited"] >= len(refs)
+    split = qm9.load_qm9_split("test", cache)
+    for ref in refs:
+        i = int(np.flatnonzero(split.index == int(ref.id.removeprefix("qm9_")))[0])
+        assert Chem.CanonSmiles(ref.smiles, useChiral=0) == Chem.CanonSmiles(str(split.smiles[i]), useChiral=0)
+        assert ref.mol.GetNumConformers() == 1 and ref.mol.GetNumAtoms() == int(split.num_heavy_atoms[i])
+    again, _ = load_qm9_references(3, sample_seed=1, cache_dir=cache)
+    assert [r.id for r in again] == [r.id for r in refs]
+
+    report = bench.main(["--mode", "inprocess", "--set", "qm9", "--methods", "cartesian", "etkdg",
+                         "--cartesian-model", str(model_path), "--cartesian-steps", "3", "--ns", "2",
+                         "--out", str(tmp_path), "--no-progress"], references=refs)
+    rows = {r["method"]: r for r in report["results"]}
+    assert set(rows) == {"cartesian", "etkdg"} and report["config"]["cartesian_steps"] == 3
+    assert all(len(r["per_molecule"]) == len(refs) for r in rows.values())
+    etkdg = {r["id"]: r for r in rows["etkdg"]["per_molecule"]}
+    assert all(np.isfinite(r["min_rmsd"]) == (r["n_conformers"] > 0) for r in etkdg.values())
+    assert any(r["n_conformers"] > 0 for r in etkdg.values())  # (ETKDG may fail on strained QM9 cages)
+    md = (tmp_path / "conformers.md").read_text()
+    assert "QM9 test-split molecules" in md and "| cartesian | 2 |" in md
