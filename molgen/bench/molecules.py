@@ -63,6 +63,11 @@ def _samples_of(gens: list[Any]) -> list[dict[str, Any]]:
             for g in gens]
 
 
+def _valid_mols(perceived: list[Any]) -> list[Any]:
+    """The molecules of the valid perception results."""
+    return [r.mol for r in perceived if r.valid and r.mol is not None]
+
+
 def _geometry_w1(mols: list[Any], reference: dict) -> dict[str, float]:
     from molgen.chem.molecule_metrics import (
         geometry_distributions,
@@ -83,8 +88,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         canonicalize_smiles,
         geometry_distributions,
         molecule_metrics,
+        perceive_sample,
     )
-    from molgen.chem.perception import mol_from_atoms
     from molgen.datasets.qm9 import load_qm9_split
     from molgen.models.registry import default_molecule_model_path, load_model
     from molgen.sampling.molecule_sampler import sample_atoms
@@ -99,16 +104,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     training_smiles = canonicalize_smiles(train.smiles.tolist())
     rng = np.random.default_rng(args.seed)
     ref_idx = rng.choice(len(test), size=min(args.reference, len(test)), replace=False)
-    ref_samples = [test.molecule(int(i)) for i in ref_idx]
-    ref_mols = []
-    for s in ref_samples:
-        r = mol_from_atoms(s["atomic_numbers"], s["positions"], s["formal_charges"])
-        if r.valid and r.mol is not None:
-            ref_mols.append(r.mol)
-    reference = geometry_distributions(ref_mols)
-    data_metrics = molecule_metrics(
-        [{"atomic_numbers": s["atomic_numbers"], "positions": s["positions"], "formal_charges": s["formal_charges"]}
-         for s in ref_samples], training_smiles)
+    ref_samples = [{k: s[k] for k in ("atomic_numbers", "positions", "formal_charges")}
+                   for s in (test.molecule(int(i)) for i in ref_idx)]
+    ref_perceived = [perceive_sample(s) for s in ref_samples]
+    reference = geometry_distributions(_valid_mols(ref_perceived))
+    data_metrics = molecule_metrics(ref_samples, training_smiles, perceived=ref_perceived)
     prep_s = time.perf_counter() - t0
     rows = [{"label": f"QM9 test molecules (data, {len(ref_samples)})", **data_metrics}]
     for spec in args.samplers:
@@ -118,13 +118,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gens = sample_atoms(loaded, args.num, method=method, steps=steps_i, seed=args.seed, batch_size=args.batch_size)
         sample_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        metrics = molecule_metrics(_samples_of(gens), training_smiles)
+        samples = _samples_of(gens)
+        perceived = [perceive_sample(s) for s in samples]
+        metrics = molecule_metrics(samples, training_smiles, perceived=perceived)
         eval_s = time.perf_counter() - t2
-        valid_mols = []
-        for g in gens[: args.geometry_samples]:
-            r = mol_from_atoms(g.atomic_numbers, g.positions, g.formal_charges)
-            if r.valid and r.mol is not None:
-                valid_mols.append(r.mol)
+        valid_mols = _valid_mols(perceived[: args.geometry_samples])
         rows.append({
             "label": f"molgen {method}, {steps_i} steps", "method": method, "steps": steps_i, **metrics,
             "geometry_w1": _geometry_w1(valid_mols, reference),

@@ -460,7 +460,8 @@ def _fraction(num: float, den: float) -> float:
     return float(num) / float(den) if den else float("nan")
 
 
-def _perceive(sample: Mapping[str, Any]) -> PerceptionResult:
+def perceive_sample(sample: Mapping[str, Any]) -> PerceptionResult:
+    """Bonds of one sample (dict of :func:`molecule_metrics`) perceived from its geometry and charges."""
     return mol_from_atoms(
         sample["atomic_numbers"],
         sample["positions"],
@@ -474,6 +475,7 @@ def molecule_metrics(
     training_smiles: set[str] | None = None,
     *,
     table: str = "strict",
+    perceived: Sequence[PerceptionResult] | None = None,
 ) -> dict[str, Any]:
     """Stability, validity, connectedness, uniqueness and novelty of generated samples.
 
@@ -484,6 +486,8 @@ def molecule_metrics(
         training_smiles: canonical SMILES of the training set for novelty, in the form of
             :func:`canonicalize_smiles`; ``None`` skips novelty.
         table: valence table of the charge-aware stability (``"strict"`` or ``"midi"``).
+        perceived: the samples' :func:`perceive_sample` results when the caller has them already
+            (one per sample, same order); perceived here otherwise.
 
     Returns:
         ``n_samples``, ``n_atoms``;
@@ -517,13 +521,15 @@ def molecule_metrics(
     valid_smiles: list[str] = []
     reasons: Counter[str] = Counter()
 
-    for sample in samples:
+    if perceived is not None and len(perceived) != len(samples):
+        raise ValueError(f"{len(perceived)} perception results for {len(samples)} samples")
+    for k, sample in enumerate(samples):
         stable = atom_stability(sample["atomic_numbers"], sample["positions"])
         n_atoms += stable.size
         n_stable_atoms += int(stable.sum())
         n_stable_mols += int(stable.size > 0 and stable.all())
 
-        result = _perceive(sample)
+        result = perceived[k] if perceived is not None else perceive_sample(sample)
         if result.reason is not None:
             reasons[result.reason] += 1
         n_connected += int(result.num_fragments == 1)
