@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from molgen import __version__
+from molgen.cli_protein import protein_app
 
 __all__ = ["app", "bench_app", "main", "sample_app", "train_app"]
 
@@ -41,6 +42,7 @@ sample_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup
 app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
 app.add_typer(sample_app, name="sample")
+app.add_typer(protein_app, name="protein")
 
 
 @train_app.callback()
