@@ -10,7 +10,8 @@ convert to Å where the format wants it (PDB, mmCIF). Writers:
   ``<name>.top.pdb`` (one model), since neither format stores atoms or residues.
 
 Every file is written under a temporary name in the same folder and renamed when complete, so an existing
-file is never left half-written. Hydrogens are written exactly as the trajectory holds them.
+file is never left half-written. Hydrogens are written exactly as the trajectory holds them; an atom name
+that repeats within a residue (which Biopython refuses) gets a suffix.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ def to_biopython(traj: Any, structure_id: str = "molgen") -> Any:
             builder.init_seg("    ")
             for res in chain.residues:
                 builder.init_residue(res.name, _hetero_flag(res), int(res.resSeq), " ")
-                for atom in res.atoms:
+                atoms = list(res.atoms)
+                for atom, name in zip(atoms, _unique_names([a.name for a in atoms])):
                     element = atom.element.symbol.upper() if atom.element is not None else ""
-                    builder.init_atom(atom.name, xyz[f, atom.index], 0.0, 1.0, " ", _fullname(atom.name, element),
+                    builder.init_atom(name, xyz[f, atom.index], 0.0, 1.0, " ", _fullname(name, element),
                                       serial_number=atom.serial or atom.index + 1, element=element)
     return builder.get_structure()
 
@@ -115,6 +117,23 @@ def _hetero_flag(res: Any) -> str:
     if res.is_protein or res.name in _CAPS:
         return " "
     return "W" if res.is_water else f"H_{res.name}"
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Atom names of one residue made unique (a repeated name gets the first free digit or letter suffix that
+    fits 4 characters; e.g. mdtraj names both CHARMM's HN and HT1 "H"); unique names are kept."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        new = name
+        if new in seen:
+            for suffix in "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+                new = (name[: 4 - len(suffix)] + suffix) if len(name) >= 4 else name + suffix
+                if new not in seen and new not in names:
+                    break
+        seen.add(new)
+        out.append(new)
+    return out
 
 
 def _chain_ids(top: Any) -> list[str]:
