@@ -23,6 +23,7 @@ __all__ = [
     "CARTESIAN_FORMAT",
     "DEFAULT_WEIGHTS",
     "MOLECULE_FORMAT",
+    "PROTEIN_FORMAT",
     "TORSION_FORMAT",
     "LoadedModel",
     "clear_model_cache",
@@ -43,6 +44,8 @@ DEFAULT_CARTESIAN_WEIGHTS = "cartesian_qm9_v1.pt"
 TORSION_FORMAT = "molgen-torsion-denoiser/1"
 MOLECULE_FORMAT = "molgen-molecule-denoiser/1"
 CARTESIAN_FORMAT = "molgen-cartesian-conformer/1"
+#: a torsion denoiser of one protein system, the system stored beside it (:mod:`molgen.training.train_protein`)
+PROTEIN_FORMAT = "molgen-protein-torsion/1"
 
 
 @dataclass
@@ -154,6 +157,7 @@ def stored_processes(state: dict) -> dict:
 
 
 register_model_type(TORSION_FORMAT, _build_torsion)
+register_model_type(PROTEIN_FORMAT, lambda state, device: ("protein", *_build_torsion(state, device)[1:]))
 register_model_type(MOLECULE_FORMAT, _molecule_denoiser_builder("molecules"))
 register_model_type(CARTESIAN_FORMAT, _molecule_denoiser_builder("cartesian"))
 

@@ -90,6 +90,7 @@ _TASK_MODULES = {
     "molecules": "molgen.training.train_molecules",
     "property": "molgen.training.train_property",
     "cartesian": "molgen.training.train_cartesian",
+    "protein": "molgen.training.train_protein",
 }
 
 

@@ -1,0 +1,166 @@
+"""Protein ensembles from a trained protein torsion model: sample, validate, keep sampling until N are valid.
+
+The model (:data:`molgen.models.registry.PROTEIN_FORMAT`, trained by :mod:`molgen.training.train_protein`)
+carries its :class:`~molgen.protein.system.ProteinSystem`. Each round draws every rotatable torsion of the
+system's structure from the uniform prior on the torus and runs the reverse diffusion of the small-molecule
+torsion sampler (:func:`molgen.sampling.conformer_sampler.sample_requests`, the structure given as the only
+local structure): bond lengths and angles are the structure's, every atom moves by exact rotations. Each
+structure is then checked (:func:`molgen.protein.validate.validate_frames` against the training frames'
+ranges); failures are dropped and counted by reason, and rounds continue until ``n`` structures pass or
+``max_rounds`` rounds have run.
+
+Amide bonds (backbone ω, the caps' and side-chain amides) are ``planar_bonds="fixed"`` by default: they keep
+the structure's value (trans, as in the input); ``"snap"`` diffuses them and sets each to the nearer of cis
+and trans, ``"free"`` leaves them as diffused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from molgen.errors import InputError
+
+__all__ = ["EnsembleResult", "SHIPPED_SYSTEMS", "load_protein_model", "protein_system_of", "sample_ensemble"]
+
+#: system name -> shipped checkpoint file in ``molgen/weights``
+SHIPPED_SYSTEMS = {"alanine-dipeptide": "protein_ala2_v1.pt"}
+
+
+@dataclass
+class EnsembleResult:
+    """Outcome of :func:`sample_ensemble`.
+
+    Attributes:
+        traj: the valid structures (``mdtraj.Trajectory``, nm), at most ``n``.
+        n_requested: ``n``; n_sampled: structures generated in all rounds; rounds: rounds run.
+        dropped: failing check -> structures dropped (:data:`molgen.protein.validate.CHECKS`).
+        seconds: wall time of sampling and validation.
+    """
+
+    traj: Any
+    n_requested: int
+    n_sampled: int
+    rounds: int
+    dropped: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def valid_fraction(self) -> float:
+        """Fraction of generated structures that passed validation (before the filter)."""
+        return 0.0 if self.n_sampled == 0 else 1.0 - sum(self.dropped.values()) / self.n_sampled
+
+    def summary(self) -> dict[str, Any]:
+        return {"n_requested": self.n_requested, "n_valid": int(self.traj.n_frames), "n_sampled": self.n_sampled,
+                "rounds": self.rounds, "valid_fraction": self.valid_fraction, "dropped": dict(self.dropped),
+                "seconds": self.seconds}
+
+
+def _shipped_path(name: str) -> Path:
+    from molgen.weights import __file__ as weights_init
+
+    return Path(weights_init).parent / SHIPPED_SYSTEMS[name]
+
+
+def load_protein_model(model: str | Path | None = None, *, system: str | None = None, device: str = "cpu") -> Any:
+    """A protein model: checkpoint ``model``, or the shipped model of ``system`` (:data:`SHIPPED_SYSTEMS`).
+
+    Raises:
+        InputError: neither or both given, an unknown system, or a checkpoint that is not a protein model.
+    """
+    from molgen.models.registry import load_model
+
+    if (model is None) == (system is None):
+        raise InputError("give a protein model (--model) or a shipped system (--system: "
+                         f"{', '.join(SHIPPED_SYSTEMS)}), not both")
+    if system is not None:
+        if system not in SHIPPED_SYSTEMS:
+            raise InputError(f"unknown system {system!r}; shipped systems: {', '.join(SHIPPED_SYSTEMS)}")
+        path = _shipped_path(system)
+        if not path.is_file():
+            raise InputError(f"the model of {system!r} ({path.name}) is not in this installation")
+    else:
+        path = Path(model).expanduser()  # type: ignore[arg-type]
+        if not path.is_file():
+            raise InputError(f"protein model {path}: file not found")
+    loaded = load_model(path, device)
+    if loaded.kind != "protein":
+        raise InputError(f"{path} is a {loaded.kind!r} model, not a protein model (train one with `molgen protein train`)")
+    return loaded
+
+
+def protein_system_of(loaded: Any) -> Any:
+    """The :class:`~molgen.protein.system.ProteinSystem` stored in a protein model (built once, then cached)."""
+    from molgen.protein.system import ProteinSystem
+
+    cached = loaded.meta.get("_protein_system")
+    if cached is None:
+        cached = ProteinSystem.from_dict(loaded.meta["task"]["system"])
+        loaded.meta["_protein_system"] = cached
+    return cached
+
+
+def sample_ensemble(
+    loaded: Any,
+    n: int,
+    *,
+    seed: int = 1,
+    options: Any = None,
+    max_rounds: int = 10,
+    oversample: float = 1.1,
+    batch_atoms: int | None = None,
+) -> EnsembleResult:
+    """Sample until ``n`` structures of the model's system pass validation, or ``max_rounds`` rounds ran.
+
+    Args:
+        loaded: a protein model (:func:`load_protein_model`).
+        n: structures wanted.
+        seed: seed of the first round (round ``r`` uses a seed derived from it).
+        options: :class:`~molgen.sampling.options.SamplingOptions` (sampler, steps, ...); default molgen's with
+            ``planar_bonds="fixed"``.
+        max_rounds: bound on the rounds.
+        oversample: a round samples ``ceil(missing * oversample / valid fraction so far)`` structures.
+        batch_atoms: heavy atoms per denoiser call (default the torsion sampler's).
+    """
+    import mdtraj as md
+
+    from molgen.protein.validate import validate_frames
+    from molgen.sampling.conformer_sampler import DEFAULT_BATCH_ATOMS, SampleRequest, TorsionSystem, sample_requests
+    from molgen.sampling.options import SamplingOptions
+
+    if n < 1 or max_rounds < 1:
+        raise InputError(f"n={n} and max_rounds={max_rounds} must be >= 1")
+    opts = options or SamplingOptions(planar_bonds="fixed")
+    start = time.perf_counter()
+    system = protein_system_of(loaded)
+    tsys = loaded.meta.get("_torsion_system")
+    if tsys is None:
+        tsys = loaded.meta["_torsion_system"] = TorsionSystem.build(system.mol)
+    structure = np.asarray(system.structure.xyz[:1], dtype=np.float64) * 10.0  # Å
+    kept: list[np.ndarray] = []
+    dropped: Counter = Counter()
+    n_sampled = rounds = 0
+    while len(kept) < n and rounds < max_rounds:
+        missing = n - len(kept)
+        rate = max(0.05, 1.0 - sum(dropped.values()) / n_sampled) if n_sampled else 1.0
+        m = max(1, math.ceil(missing * oversample / rate))
+        req = SampleRequest(tsys, m, int(seed) + 1_000_003 * rounds, structures=structure)
+        (coords,) = sample_requests(loaded, [req], opts.replace(n=m), batch_atoms=batch_atoms or DEFAULT_BATCH_ATOMS)
+        if isinstance(coords, Exception):
+            raise coords
+        frames = md.Trajectory((coords / 10.0).astype(np.float32), system.topology)
+        result = validate_frames(frames, geometry=system.geometry)
+        dropped.update(result.counts)
+        kept.extend(frames.xyz[result.valid])
+        n_sampled += m
+        rounds += 1
+    xyz = np.stack(kept[:n]) if kept else np.zeros((0, system.num_atoms, 3), dtype=np.float32)
+    traj = md.Trajectory(xyz, system.topology)
+    return EnsembleResult(traj=traj, n_requested=n, n_sampled=n_sampled, rounds=rounds, dropped=dropped,
+                          seconds=time.perf_counter() - start)
