@@ -67,3 +67,94 @@ def simulate_cmd(
         raise typer.Exit(EXIT_USAGE) from None
     typer.echo(f"{out}: {progress.ns_done:g} of {settings.num_segments * segment_ns:g} ns recorded"
                + (f", {progress.ns_per_day:.0f} ns/day" if progress.ns_per_day else ""))
+
+
+@protein_app.command("train")
+def train_cmd(
+    top: Annotated[Path, typer.Option("--top", help="Topology (PDB, prmtop, ...) of the trajectories.")],
+    traj: Annotated[list[Path], typer.Option("--traj", help="Trajectory file (XTC, DCD, ...), repeatable.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (resumes from last.pt).")],
+    name: Annotated[str | None, typer.Option("--name", help="System name for reports (default: topology file stem).",
+                                             show_default=False)] = None,
+    stride: Annotated[int, typer.Option("--stride", min=1, help="Use every k-th frame.")] = 1,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Last fraction of each trajectory kept for "
+                                                "validation.")] = 0.1,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 20000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Training time budget.",
+                                                      show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+) -> None:
+    """Train the protein torsion model of one system on MD frames (mdtraj reads them; the last
+    --val-fraction of each trajectory validates). The checkpoint holds the system: `molgen protein sample
+    --model RUN/best.pt` needs nothing else."""
+    import json
+
+    from molgen.cli import EXIT_USAGE, _error
+    from molgen.errors import InputError
+    from molgen.training.trainer import TrainConfig, train
+
+    try:
+        options = {"top": str(top), "trajs": [str(t) for t in traj], "stride": stride, "val_fraction": val_fraction}
+        if name:
+            options["name"] = name
+        train(TrainConfig(task="protein", out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=200,
+                          max_minutes=max_minutes, threads=threads, device=device, val_molecules=1024,
+                          model=json.loads(model_json), task_options=options))
+    except (InputError, ValueError) as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@protein_app.command("sample")
+def sample_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Ensemble file: .pdb, .cif (Biopython), .xtc or "
+                                         ".dcd (mdtraj, topology written beside as NAME.top.pdb).")],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Valid structures wanted.")] = 1000,
+    model: Annotated[Path | None, typer.Option("--model", help="Protein model checkpoint.", show_default=False)] = None,
+    system: Annotated[str | None, typer.Option("--system", help="Shipped model instead: alanine-dipeptide.",
+                                               show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 1,
+    sampler: Annotated[str, typer.Option("--sampler", help="ode (deterministic) or sde (stochastic).")] = "ode",
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps (default molgen's).",
+                                              show_default=False)] = None,
+    planar_bonds: Annotated[str, typer.Option("--planar-bonds", help="Amide bonds (omega): fixed (the structure's), "
+                                              "snap (nearer of cis/trans) or free.")] = "fixed",
+    max_rounds: Annotated[int, typer.Option("--max-rounds", min=1, help="Bound on sampling rounds.")] = 10,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Sample a validated ensemble of a protein model's system and write it (multi-model PDB / mmCIF, or XTC /
+    DCD with a topology PDB). Exit 1 when fewer than N structures passed validation within --max-rounds."""
+    from molgen.cli import EXIT_FAILURES, EXIT_USAGE, _error
+    from molgen.errors import InputError
+
+    try:
+        import torch
+
+        from molgen.protein.io import ensemble_format, write_ensemble
+        from molgen.protein.sample import load_protein_model, sample_ensemble
+        from molgen.sampling.options import SamplingOptions
+
+        ensemble_format(output)  # an unknown format fails before sampling
+
+        if threads:
+            torch.set_num_threads(threads)
+        opts = SamplingOptions(sampler=sampler, planar_bonds=planar_bonds, **({"steps": steps} if steps else {}))
+        loaded = load_protein_model(model, system=system, device=device)
+        result = sample_ensemble(loaded, n, seed=seed, options=opts, max_rounds=max_rounds)
+        paths = write_ensemble(result.traj, output) if result.traj.n_frames else []
+    except InputError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    s = result.summary()
+    typer.echo(f"{s['n_valid']} of {n} structures valid ({s['n_sampled']} sampled in {s['rounds']} round(s), "
+               f"{100 * s['valid_fraction']:.1f} % valid before the filter, {s['seconds']:.1f} s)"
+               + (f"; wrote {', '.join(str(p) for p in paths)}" if paths else ""), err=True)
+    for reason, count in sorted(result.dropped.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  dropped: {count} x {reason}", err=True)
+    if s["n_valid"] < n:
+        raise typer.Exit(EXIT_FAILURES)

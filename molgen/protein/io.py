@@ -27,6 +27,7 @@ from molgen.errors import InputError
 
 __all__ = [
     "ENSEMBLE_FORMATS",
+    "ensemble_format",
     "load_structure",
     "load_trajectory",
     "to_biopython",
@@ -163,6 +164,15 @@ def _tmp_of(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
 
 
+def ensemble_format(path: str | Path) -> str:
+    """The format :func:`write_ensemble` writes for ``path`` (by suffix); raises InputError for an unknown one."""
+    path = Path(path)
+    fmt = ENSEMBLE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"output {path}: unknown format {path.suffix!r}; use one of {sorted(ENSEMBLE_FORMATS)}")
+    return fmt
+
+
 def write_ensemble(traj: Any, path: str | Path) -> list[Path]:
     """Write every frame of ``traj`` to ``path`` in the format of its suffix (:data:`ENSEMBLE_FORMATS`).
 
@@ -170,9 +180,7 @@ def write_ensemble(traj: Any, path: str | Path) -> list[Path]:
     complete (temporary name, then rename).
     """
     path = Path(path)
-    fmt = ENSEMBLE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"output {path}: unknown format {path.suffix!r}; use one of {sorted(ENSEMBLE_FORMATS)}")
+    fmt = ensemble_format(path)
     if traj.n_frames == 0:
         raise InputError(f"output {path}: no structure to write")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import numpy as np
 
 from molgen.datasets.conformer_dataset import file_sha256
 from molgen.datasets.trajectory import TrajectoryFrames, time_split
+from molgen.errors import InputError
 from molgen.models.registry import PROTEIN_FORMAT
 from molgen.training.tasks import hash_of, register_task
 from molgen.training.train_conformers import TorsionTask
@@ -41,6 +42,9 @@ class ProteinTask(TorsionTask):
             raise ValueError("the protein task needs task options top (a topology) and trajs (trajectory files)")
         self.top = str(opts["top"])
         self.trajs = [str(t) for t in opts["trajs"]]
+        for label, path in [("topology", self.top)] + [("trajectory", t) for t in self.trajs]:
+            if not Path(path).is_file():
+                raise InputError(f"{label} {path}: file not found")
         self.stride = int(opts.get("stride", 1))
         self.val_fraction = float(opts.get("val_fraction", 0.1))
         self.system_name = str(opts.get("name") or Path(self.top).stem)

@@ -1,0 +1,109 @@
+"""The protein torsion model: a training smoke run on the 1 ns alanine-dipeptide trajectory, the system stored in
+the checkpoint, sampling that keeps bond lengths and validates every structure, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import pytest
+import torch
+
+from molgen.datasets.trajectory import time_split
+from molgen.errors import InputError
+from molgen.models.registry import load_checkpoint_model
+from molgen.protein.featurize import protein_mol, torsion_names
+from molgen.protein.sample import load_protein_model, protein_system_of, sample_ensemble
+from molgen.protein.system import ProteinSystem
+from molgen.sampling.options import SamplingOptions
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
+TOP, TRAJ = DATA / "native.pdb", DATA / "frame0.xtc"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from molgen.training.trainer import TrainConfig, train
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(task="protein", out=str(tmp_path_factory.mktemp("protein")), steps=4, batch_size=8,
+                      log_every=2, val_every=4, checkpoint_every=4, warmup=1, threads=1, device="cpu",
+                      val_molecules=16, model={"ns": 16, "nv": 4, "num_layers": 2},
+                      task_options={"top": str(TOP), "trajs": [str(TRAJ)], "name": "ala2-test"})
+    return train(cfg)
+
+
+def test_time_split_keeps_the_end_of_each_file_for_validation():
+    train, val = time_split([10, 5], 0.2)
+    assert train.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13] and val.tolist() == [8, 9, 14]
+    with pytest.raises(ValueError):
+        time_split([3], 1.0)
+
+
+def test_alanine_dipeptide_molecule_and_torsions():
+    frame = md.load(str(TOP))
+    mol = protein_mol(frame)
+    assert mol.GetNumAtoms() == 22 and sum(a.GetFormalCharge() != 0 for a in mol.GetAtoms()) == 0
+    np.testing.assert_allclose(mol.GetConformer().GetPositions(), frame.xyz[0] * 10.0, atol=1e-3)
+    system = ProteinSystem.from_frames(frame)
+    assert sorted(system.torsion_names) == ["ACE1 omega", "ALA2 omega", "ALA2 phi", "ALA2 psi"]
+    assert torsion_names(frame.topology, np.zeros((0, 4), dtype=int)) == []
+
+
+def test_training_smoke_and_system_in_checkpoint(checkpoint):
+    loaded = load_checkpoint_model(checkpoint)
+    assert loaded.kind == "protein" and set(loaded.processes) == {"torsion"}
+    task = loaded.meta["task"]
+    assert task["frames"] == [501] and task["trajs"] == ["frame0.xtc"]
+    system = protein_system_of(loaded)
+    assert system.name == "ala2-test" and system.num_atoms == 22
+    ref = ProteinSystem.from_frames(md.load(str(TRAJ), top=str(TOP))[:451])  # the training frames (90 %)
+    np.testing.assert_allclose(system.geometry.bond_range, ref.geometry.bond_range, atol=1e-4)
+
+
+def test_sampling_keeps_bond_lengths_and_validates(checkpoint):
+    loaded = load_protein_model(checkpoint)
+    result = sample_ensemble(loaded, 24, seed=5, options=SamplingOptions(steps=4, planar_bonds="fixed"))
+    system = protein_system_of(loaded)
+    traj = result.traj
+    assert traj.n_frames + sum(result.dropped.values()) <= result.n_sampled
+    assert traj.n_frames == 24 or result.rounds == 10
+    bonds = system.geometry.bonds
+    ref = np.linalg.norm(np.diff(system.structure.xyz[0][bonds], axis=1)[:, 0], axis=-1)
+    got = np.linalg.norm(traj.xyz[:, bonds[:, 0]] - traj.xyz[:, bonds[:, 1]], axis=-1)
+    np.testing.assert_allclose(got, np.broadcast_to(ref, got.shape), atol=2e-5)  # nm: torsion moves keep bonds
+    # omega fixed: the amide torsions keep the structure's value; phi/psi move
+    omega = md.compute_dihedrals(traj, [[1, 4, 6, 8]])
+    np.testing.assert_allclose(omega, md.compute_dihedrals(system.structure, [[1, 4, 6, 8]]).repeat(24, 0), atol=1e-3)
+    phi = md.compute_phi(traj)[1]
+    assert phi.std() > 0.1
+    again = sample_ensemble(loaded, 24, seed=5, options=SamplingOptions(steps=4, planar_bonds="fixed"))
+    np.testing.assert_array_equal(again.traj.xyz, traj.xyz)  # seeded
+
+
+def test_cli_train_sample_and_bad_input(checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from molgen.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "ens.pdb"
+    res = runner.invoke(app, ["protein", "sample", "--model", str(checkpoint), "-n", "6", "--steps", "3",
+                              "--threads", "1", "-o", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    if res.exit_code == 0:
+        assert md.load(str(out)).n_frames == 6 and "6 of 6 structures valid" in res.output
+    res = runner.invoke(app, ["protein", "sample", "--model", str(checkpoint), "-n", "2", "-o", str(tmp_path / "e.mol2")])
+    assert res.exit_code == 2 and "unknown format" in res.output
+    res = runner.invoke(app, ["protein", "sample", "-n", "2", "-o", str(out)])
+    assert res.exit_code == 2 and "--model" in res.output
+    res = runner.invoke(app, ["protein", "sample", "--system", "villin", "-n", "2", "-o", str(out)])
+    assert res.exit_code == 2 and "unknown system" in res.output
+    res = runner.invoke(app, ["protein", "train", "--top", str(TOP), "--traj", str(tmp_path / "none.xtc"),
+                              "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert res.exit_code == 2 and "none.xtc: file not found" in res.output
+    with pytest.raises(InputError, match="not a protein model"):
+        from molgen.models.registry import default_model_path
+
+        load_protein_model(default_model_path())
