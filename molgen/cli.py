@@ -671,6 +671,19 @@ def bench_molecules(ctx: typer.Context) -> None:
     bench_main(list(ctx.args))
 
 
+@bench_app.command(
+    "protein",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench_protein(ctx: typer.Context) -> None:
+    """Benchmark a protein model against held-out MD (`--help` lists the options): φ/ψ JS divergence, basin
+    populations, ΔF, Cα RMSF r, pairwise RMSD, contact maps, validity and speed, each beside MD-versus-MD."""
+    from molgen.bench.protein import main as bench_main
+
+    bench_main(list(ctx.args))
+
+
 def _configure_logging(level: int) -> None:
     """Send molgen's own log records (not other libraries') to stderr at ``level``."""
     import logging

@@ -8,7 +8,6 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 import pytest
-import torch
 
 from molgen.datasets.trajectory import time_split
 from molgen.errors import InputError
@@ -20,18 +19,6 @@ from molgen.sampling.options import SamplingOptions
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 TOP, TRAJ = DATA / "native.pdb", DATA / "frame0.xtc"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from molgen.training.trainer import TrainConfig, train
-
-    torch.set_num_threads(1)
-    cfg = TrainConfig(task="protein", out=str(tmp_path_factory.mktemp("protein")), steps=4, batch_size=8,
-                      log_every=2, val_every=4, checkpoint_every=4, warmup=1, threads=1, device="cpu",
-                      val_molecules=16, model={"ns": 16, "nv": 4, "num_layers": 2},
-                      task_options={"top": str(TOP), "trajs": [str(TRAJ)], "name": "ala2-test"})
-    return train(cfg)
 
 
 def test_time_split_keeps_the_end_of_each_file_for_validation():
