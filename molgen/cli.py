@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from molgen import __version__
+from molgen.cli_options import Device, MaxMinutes, ModelJson, Threads
 from molgen.cli_protein import protein_app
 
 __all__ = ["app", "bench_app", "main", "sample_app", "train_app"]
@@ -423,8 +424,8 @@ def train_conformers(
     ] = None,
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Steps between validation losses.")] = 1000,
     num_workers: Annotated[int, typer.Option("--num-workers", min=0, help="DataLoader worker processes.")] = 0,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    threads: Threads = None,
+    device: Device = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Training seed.")] = 1,
     export: Annotated[
         Path | None,
@@ -544,11 +545,10 @@ def train_cartesian_cmd(
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 7e-4,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Training time budget.",
-                                                      show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+    max_minutes: MaxMinutes = None,
+    threads: Threads = None,
+    device: Device = "auto",
+    model_json: ModelJson = "{}",
 ) -> None:
     """Train the Cartesian conformer model (every atom position of a given graph) on QM9's DFT geometries
     (EDM's split, held-out molecules removed; resumable)."""
@@ -579,10 +579,9 @@ def train_property_cmd(
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Training time budget.",
-                                                      show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    max_minutes: MaxMinutes = None,
+    threads: Threads = None,
+    device: Device = "auto",
 ) -> None:
     """Train the property regressor that judges guided generation (EDM's protocol: trained on D_a, the
     generator on D_b; L1 loss on normalised properties; resumable)."""
@@ -622,10 +621,10 @@ def train_molecules_cmd(
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop after this much training time "
                                                       "(the LR schedule follows it).", show_default=False)] = None,
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Steps between validation losses.")] = 1000,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    threads: Threads = None,
+    device: Device = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Training seed.")] = 1,
-    model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+    model_json: ModelJson = "{}",
     export: Annotated[Path | None, typer.Option("--export", help="Write slim weights + model card here when done.",
                                                 show_default=False)] = None,
 ) -> None:

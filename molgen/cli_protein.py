@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from molgen.cli_options import Device, MaxMinutes, ModelJson, Threads
+
 __all__ = ["protein_app"]
 
 protein_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown")
@@ -82,11 +84,10 @@ def train_cmd(
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 20000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Training time budget.",
-                                                      show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    model_json: Annotated[str, typer.Option("--model-json", help="Network config overrides as JSON.")] = "{}",
+    max_minutes: MaxMinutes = None,
+    threads: Threads = None,
+    device: Device = "auto",
+    model_json: ModelJson = "{}",
 ) -> None:
     """Train the protein torsion model of one system on MD frames (mdtraj reads them; the last
     --val-fraction of each trajectory validates). The checkpoint holds the system: `molgen protein sample
@@ -124,7 +125,7 @@ def sample_cmd(
     planar_bonds: Annotated[str, typer.Option("--planar-bonds", help="Amide bonds (omega): fixed (the structure's), "
                                               "snap (nearer of cis/trans) or free.")] = "fixed",
     max_rounds: Annotated[int, typer.Option("--max-rounds", min=1, help="Bound on sampling rounds.")] = 10,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.", show_default=False)] = None,
+    threads: Threads = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Sample a validated ensemble of a protein model's system and write it (multi-model PDB / mmCIF, or XTC /

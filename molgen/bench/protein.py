@@ -257,7 +257,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from molgen.bench.provenance import command_line, machine_info, utc_now
     from molgen.bench.report import jsonable
-    from molgen.protein.sample import load_protein_model, protein_system_of, sample_ensemble
+    from molgen.protein.sample import (
+        load_protein_model,
+        protein_system_of,
+        sample_ensemble,
+    )
     from molgen.sampling.options import SamplingOptions
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -27,7 +27,7 @@ import numpy as np
 
 from molgen.errors import InputError
 
-__all__ = ["EnsembleResult", "SHIPPED_SYSTEMS", "load_protein_model", "protein_system_of", "sample_ensemble"]
+__all__ = ["SHIPPED_SYSTEMS", "EnsembleResult", "load_protein_model", "protein_system_of", "sample_ensemble"]
 
 #: system name -> shipped checkpoint file in ``molgen/weights``
 SHIPPED_SYSTEMS = {"alanine-dipeptide": "protein_ala2_v1.pt"}
@@ -131,7 +131,12 @@ def sample_ensemble(
     import mdtraj as md
 
     from molgen.protein.validate import validate_frames
-    from molgen.sampling.conformer_sampler import DEFAULT_BATCH_ATOMS, SampleRequest, TorsionSystem, sample_requests
+    from molgen.sampling.conformer_sampler import (
+        DEFAULT_BATCH_ATOMS,
+        SampleRequest,
+        TorsionSystem,
+        sample_requests,
+    )
     from molgen.sampling.options import SamplingOptions
 
     if n < 1 or max_rounds < 1:

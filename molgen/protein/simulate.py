@@ -33,7 +33,7 @@ from typing import Any
 
 from molgen.errors import InputError
 
-__all__ = ["MDSettings", "MDProgress", "load_progress", "run_md", "segment_paths", "trajectory_of"]
+__all__ = ["MDProgress", "MDSettings", "load_progress", "run_md", "segment_paths", "trajectory_of"]
 
 SETTINGS_FILE = "settings.json"
 PROGRESS_FILE = "progress.json"

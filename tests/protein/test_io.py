@@ -11,7 +11,13 @@ import pytest
 from Bio.PDB import MMCIFParser, PDBParser
 
 from molgen.errors import InputError
-from molgen.protein.io import load_structure, load_trajectory, to_biopython, topology_path_for, write_ensemble
+from molgen.protein.io import (
+    load_structure,
+    load_trajectory,
+    to_biopython,
+    topology_path_for,
+    write_ensemble,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 

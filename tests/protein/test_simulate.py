@@ -11,8 +11,14 @@ import pytest
 
 pytest.importorskip("openmm")
 
-from molgen.errors import InputError  # noqa: E402
-from molgen.protein.simulate import MDSettings, load_progress, run_md, segment_paths, trajectory_of  # noqa: E402
+from molgen.errors import InputError
+from molgen.protein.simulate import (
+    MDSettings,
+    load_progress,
+    run_md,
+    segment_paths,
+    trajectory_of,
+)
 
 ALA2_PDB = Path(__file__).resolve().parents[1] / "data" / "protein" / "alanine-dipeptide-implicit.pdb"
 

@@ -8,7 +8,13 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from molgen.protein.validate import CHECKS, ProteinChecks, ProteinGeometry, bonds_from_geometry, validate_frames
+from molgen.protein.validate import (
+    CHECKS,
+    ProteinChecks,
+    ProteinGeometry,
+    bonds_from_geometry,
+    validate_frames,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 
