@@ -159,6 +159,28 @@ def trajectory_of(out: str | Path, stride: int = 1) -> Any:
     return md.load([str(p) for p in paths], top=str(Path(out) / TOPOLOGY_FILE), stride=stride)
 
 
+def export_run(out: str | Path, dest: str | Path, *, stride: int = 1) -> dict[str, Any]:
+    """Copy a run's recorded frames into ``dest``: ``trajectory.xtc`` (segments joined, every ``stride``-th frame),
+    ``topology.pdb``, ``settings.json`` and ``progress.json`` (written under temporary names, then renamed).
+
+    Returns the facts of the export (frames, ns, frame spacing in ps).
+    """
+    import shutil
+
+    out, dest = Path(out), Path(dest)
+    traj = trajectory_of(out, stride=stride)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = dest / ".trajectory.part.xtc"
+    traj.save_xtc(str(tmp))
+    os.replace(tmp, dest / "trajectory.xtc")
+    for name in (TOPOLOGY_FILE, SETTINGS_FILE, PROGRESS_FILE):
+        shutil.copyfile(out / name, dest / (name + ".tmp"))
+        os.replace(dest / (name + ".tmp"), dest / name)
+    settings = json.loads((out / SETTINGS_FILE).read_text())
+    return {"frames": int(traj.n_frames), "ns": load_progress(out).ns_done,
+            "frame_ps": float(settings["frame_ps"]) * stride}
+
+
 def _system(settings: MDSettings) -> tuple[Any, Any, Any]:
     """``(topology, positions, system)`` of the settings' input."""
     from openmm import app
