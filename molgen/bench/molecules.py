@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="molgen bench molecules", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped QM9 model)")
     p.add_argument("--num", type=int, default=10000, help="molecules per sampler row")
-    p.add_argument("--samplers", nargs="+", default=["ddpm:1000", "ddim:100"], help="METHOD:STEPS rows")
+    p.add_argument("--samplers", nargs="*", default=["ddpm:1000", "ddim:100"],
+                   help="METHOD:STEPS rows (none: only the data row, e.g. with --guidance-sweep)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
