@@ -29,6 +29,7 @@ __all__ = [
     "generate_conformers",
     "generate_conformers_many",
     "load_model",
+    "sample_ensemble",
     "sample_molecules",
 ]
 
@@ -272,3 +273,53 @@ def sample_molecules(
     gens = sample_atoms(loaded, n, conditions=conditions, guidance=guidance, num_atoms=num_atoms, method=method,
                         steps=steps, seed=seed, batch_size=batch_size)
     return collect(gens, keep_invalid=keep_invalid, model_name=loaded.name)
+
+
+def sample_ensemble(
+    n: int,
+    *,
+    model: str | Path | None = None,
+    system: str | None = None,
+    seed: int = 1,
+    sampler: str = "ode",
+    steps: int | None = None,
+    planar_bonds: str = "fixed",
+    max_rounds: int = 10,
+    device: str = "cpu",
+    output: str = "mdtraj",
+) -> Any:
+    """A validated conformational ensemble of a protein model's system.
+
+    Args:
+        n: valid structures wanted.
+        model: a protein model checkpoint (``molgen protein train``), or
+        system: the name of a shipped one (``"alanine-dipeptide"``).
+        seed: sampling seed.
+        sampler: ``"ode"`` (probability flow, deterministic) or ``"sde"``.
+        steps: diffusion steps (default molgen's).
+        planar_bonds: amide bonds (ω): ``"fixed"`` (the structure's), ``"snap"`` or ``"free"``.
+        max_rounds: bound on the sample-validate rounds.
+        device: torch device.
+        output: ``"mdtraj"`` (an ``mdtraj.Trajectory``, nm) or ``"biopython"`` (a ``Bio.PDB`` Structure, one
+            model per structure, Å).
+
+    Returns:
+        The valid structures (at most ``n``; fewer only when ``max_rounds`` ran out, with a logged warning
+        that counts the dropped structures by reason).
+
+    Raises:
+        InputError: no or both of ``model`` and ``system``, an unknown system, a checkpoint that is not a
+            protein model, bad options.
+    """
+    from molgen.protein.io import to_biopython
+    from molgen.protein.sample import load_protein_model, sample_ensemble as _sample
+
+    if output not in ("mdtraj", "biopython"):
+        raise InputError(f"output={output!r}: use 'mdtraj' or 'biopython'")
+    opts = SamplingOptions(sampler=sampler, planar_bonds=planar_bonds, **({"steps": steps} if steps else {}))
+    result = _sample(load_protein_model(model, system=system, device=device), n, seed=seed, options=opts,
+                     max_rounds=max_rounds)
+    if result.traj.n_frames < n:
+        log.warning("only %d of %d structures passed validation in %d rounds (dropped: %s)", result.traj.n_frames, n,
+                    result.rounds, dict(result.dropped))
+    return result.traj if output == "mdtraj" else to_biopython(result.traj)

@@ -94,3 +94,14 @@ def test_cli_train_sample_and_bad_input(checkpoint, tmp_path):
         from molgen.models.registry import default_model_path
 
         load_protein_model(default_model_path())
+
+
+def test_public_api_returns_mdtraj_or_biopython(checkpoint):
+    import molgen
+
+    traj = molgen.sample_ensemble(5, model=checkpoint, steps=3, max_rounds=3)
+    assert isinstance(traj, md.Trajectory) and traj.n_atoms == 22 and traj.n_frames <= 5
+    structure = molgen.sample_ensemble(3, model=checkpoint, steps=3, max_rounds=3, output="biopython")
+    assert len(structure) <= 3 and len(list(structure[0].get_atoms())) == 22
+    with pytest.raises(InputError, match="output="):
+        molgen.sample_ensemble(3, model=checkpoint, output="pdb")
