@@ -48,6 +48,22 @@ _CARD_TEXT = {
         "Every sample is checked: bonds perceived from the geometry, sanitised; invalid ones are counted, never\n"
         "passed off as valid. Evaluation: see BENCHMARKS.md (`molgen bench molecules`).",
     ),
+    "molgen-cartesian-conformer/1": (
+        "Cartesian conformer generator: diffusion over every atom position of a given molecular graph\n"
+        "(E(3)-equivariant e3nn network reading the graph). Used by `molgen conformers --method cartesian`.",
+        "QM9 (qm9pack) DFT geometries, EDM's split, held-out molecules removed",
+        "Intended use: QM9-like small molecules (C, N, O, F with hydrogens). Stereocentres are fixed by\n"
+        "reflection and every conformer is validated like torsional ones. Evaluation: BENCHMARKS.md\n"
+        "(`molgen bench conformers --set qm9`).",
+    ),
+    "molgen-protein-torsion/1": (
+        "Protein torsion model of one system: torsional diffusion over every rotatable bond (phi, psi, chi, ...)\n"
+        "of the system stored in the checkpoint, learnt from its MD frames. Used by `molgen protein sample`.",
+        "molecular dynamics frames (see the training command), the last part of each trajectory held out",
+        "Intended use: this system only (its topology is in the checkpoint). Bond lengths and angles are the\n"
+        "stored structure's; every structure is validated (Cα–Cα, peptide bonds, clashes, chirality, bonds,\n"
+        "angles). Evaluation: BENCHMARKS.md (`molgen bench protein`).",
+    ),
 }
 
 
