@@ -81,6 +81,8 @@ def train_cmd(
     stride: Annotated[int, typer.Option("--stride", min=1, help="Use every k-th frame.")] = 1,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Last fraction of each trajectory kept for "
                                                 "validation.")] = 0.1,
+    keep_frames: Annotated[int, typer.Option("--keep-frames", min=0, help="Training frames stored in the checkpoint "
+                                             "as starting points of `sample --start frames`.")] = 0,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 20000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
@@ -99,7 +101,8 @@ def train_cmd(
     from molgen.training.trainer import TrainConfig, train
 
     try:
-        options = {"top": str(top), "trajs": [str(t) for t in traj], "stride": stride, "val_fraction": val_fraction}
+        options = {"top": str(top), "trajs": [str(t) for t in traj], "stride": stride, "val_fraction": val_fraction,
+                   "keep_frames": keep_frames}
         if name:
             options["name"] = name
         train(TrainConfig(task="protein", out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=200,
@@ -125,6 +128,9 @@ def sample_cmd(
     planar_bonds: Annotated[str, typer.Option("--planar-bonds", help="Amide bonds (omega): fixed (the structure's), "
                                               "snap (nearer of cis/trans) or free.")] = "fixed",
     max_rounds: Annotated[int, typer.Option("--max-rounds", min=1, help="Bound on sampling rounds.")] = 10,
+    start: Annotated[str, typer.Option("--start", help="prior (every torsion uniform) or frames (partial diffusion "
+                                       "from the model's stored training frames).")] = "prior",
+    sigma_start: Annotated[float, typer.Option("--sigma-start", help="Noise level of --start frames (radians).")] = 0.5,
     threads: Threads = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
 ) -> None:
@@ -146,7 +152,8 @@ def sample_cmd(
             torch.set_num_threads(threads)
         opts = SamplingOptions(sampler=sampler, planar_bonds=planar_bonds, **({"steps": steps} if steps else {}))
         loaded = load_protein_model(model, system=system, device=device)
-        result = sample_ensemble(loaded, n, seed=seed, options=opts, max_rounds=max_rounds)
+        result = sample_ensemble(loaded, n, seed=seed, options=opts, max_rounds=max_rounds, start=start,
+                                 sigma_start=sigma_start)
         paths = write_ensemble(result.traj, output) if result.traj.n_frames else []
     except InputError as exc:
         _error(str(exc))

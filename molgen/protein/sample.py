@@ -9,6 +9,12 @@ structure is then checked (:func:`molgen.protein.validate.validate_frames` again
 ranges); failures are dropped and counted by reason, and rounds continue until ``n`` structures pass or
 ``max_rounds`` rounds have run.
 
+With ``start="frames"`` (large proteins, whose fold a uniform prior over hundreds of torsions would have to
+find again) each structure starts from one of the training frames stored in the model, its free torsions
+perturbed by wrapped-normal noise of ``sigma_start`` radians, and the reverse diffusion runs from that noise
+level (partial diffusion, as SDEdit): new structures near the sampled basins, bond lengths and angles of that
+frame.
+
 Amide bonds (backbone ω, the caps' and side-chain amides) are ``planar_bonds="fixed"`` by default: they keep
 the structure's value (trans, as in the input); ``"snap"`` diffuses them and sets each to the nearer of cis
 and trans, ``"free"`` leaves them as diffused.
@@ -106,6 +112,23 @@ def protein_system_of(loaded: Any) -> Any:
     return cached
 
 
+def _perturbed_frames(system: Any, tsys: Any, m: int, sigma: float, seed: int, keep_planar: bool) -> np.ndarray:
+    """(m, n_atoms, 3) Å: stored frames drawn at random, each free torsion turned by wrapped-normal noise."""
+    from molgen.chem.torsions import apply_torsion_deltas
+
+    if system.frames is None or len(system.frames) == 0:
+        raise InputError("start='frames' needs a model trained with stored frames (task option keep_frames)")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(system.frames), size=m)
+    g = tsys.graph
+    free = ~tsys.is_planar.astype(bool) if keep_planar else np.ones(len(g.full_torsions), dtype=bool)
+    out = np.empty((m, system.num_atoms, 3))
+    for k, f in enumerate(picks):
+        deltas = rng.normal(0.0, sigma, size=len(g.full_torsions)) * free
+        out[k] = apply_torsion_deltas(system.frames[f], g.full_torsions, g.full_torsion_masks, deltas)
+    return out
+
+
 def sample_ensemble(
     loaded: Any,
     n: int,
@@ -115,6 +138,8 @@ def sample_ensemble(
     max_rounds: int = 10,
     oversample: float = 1.1,
     batch_atoms: int | None = None,
+    start: str = "prior",
+    sigma_start: float = 0.5,
 ) -> EnsembleResult:
     """Sample until ``n`` structures of the model's system pass validation, or ``max_rounds`` rounds ran.
 
@@ -127,6 +152,9 @@ def sample_ensemble(
         max_rounds: bound on the rounds.
         oversample: a round samples ``ceil(missing * oversample / valid fraction so far)`` structures.
         batch_atoms: heavy atoms per denoiser call (default the torsion sampler's).
+        start: ``"prior"`` (every torsion uniform) or ``"frames"`` (partial diffusion from stored training
+            frames, see the module docstring).
+        sigma_start: noise level of ``start="frames"`` (radians).
     """
     import mdtraj as md
 
@@ -141,6 +169,8 @@ def sample_ensemble(
 
     if n < 1 or max_rounds < 1:
         raise InputError(f"n={n} and max_rounds={max_rounds} must be >= 1")
+    if start not in ("prior", "frames"):
+        raise InputError(f"start={start!r}: use 'prior' or 'frames'")
     opts = options or SamplingOptions(planar_bonds="fixed")
     start = time.perf_counter()
     system = protein_system_of(loaded)
@@ -155,8 +185,15 @@ def sample_ensemble(
         missing = n - len(kept)
         rate = max(0.05, 1.0 - sum(dropped.values()) / n_sampled) if n_sampled else 1.0
         m = max(1, math.ceil(missing * oversample / rate))
-        req = SampleRequest(tsys, m, int(seed) + 1_000_003 * rounds, structures=structure)
-        (coords,) = sample_requests(loaded, [req], opts.replace(n=m), batch_atoms=batch_atoms or DEFAULT_BATCH_ATOMS)
+        round_seed = int(seed) + 1_000_003 * rounds
+        if start == "frames":
+            starts = _perturbed_frames(system, tsys, m, sigma_start, round_seed, opts.planar_bonds == "fixed")
+            req = SampleRequest(tsys, m, round_seed, structures=starts)
+            round_opts = opts.replace(n=m, sigma_start=sigma_start)
+        else:
+            req = SampleRequest(tsys, m, round_seed, structures=structure)
+            round_opts = opts.replace(n=m)
+        (coords,) = sample_requests(loaded, [req], round_opts, batch_atoms=batch_atoms or DEFAULT_BATCH_ATOMS)
         if isinstance(coords, Exception):
             raise coords
         frames = md.Trajectory((coords / 10.0).astype(np.float32), system.topology)

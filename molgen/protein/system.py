@@ -9,7 +9,9 @@ its system offline with nothing but the checkpoint:
 * ``mol``: its RDKit molecule (:func:`molgen.protein.featurize.protein_mol`), atom ``i`` = topology atom ``i``;
 * ``graph``: the heavy-atom graph and rotatable torsions of the torsion model (:func:`molgen.chem.featurize.featurize`);
 * ``geometry``: the validation reference (:class:`molgen.protein.validate.ProteinGeometry`): bonds and the
-  ranges of bond lengths and angles over the reference frames.
+  ranges of bond lengths and angles over the reference frames;
+* ``frames``: optionally, (F, n_atoms, 3) Å reference frames kept as starting points of partial diffusion
+  (:func:`molgen.protein.sample.sample_ensemble` with ``start="frames"``).
 """
 
 from __future__ import annotations
@@ -36,13 +38,20 @@ class ProteinSystem:
     mol: Any
     graph: MolGraph
     geometry: ProteinGeometry
+    frames: np.ndarray | None = None
 
     @classmethod
-    def from_frames(cls, frames: Any, name: str = "protein") -> ProteinSystem:
-        """The system of an ``mdtraj.Trajectory`` of reference frames (the first one is the structure)."""
+    def from_frames(cls, frames: Any, name: str = "protein", keep_frames: int = 0) -> ProteinSystem:
+        """The system of an ``mdtraj.Trajectory`` of reference frames (the first one is the structure); up to
+        ``keep_frames`` of them, evenly spaced, are kept as :attr:`frames`."""
         structure = frames[0]
         mol = protein_mol(structure)
-        return cls(name=name, structure=structure, mol=mol, graph=featurize(mol), geometry=ProteinGeometry.of(frames))
+        kept = None
+        if keep_frames > 0:
+            idx = np.unique(np.linspace(0, frames.n_frames - 1, min(keep_frames, frames.n_frames)).round().astype(int))
+            kept = np.asarray(frames.xyz[idx], dtype=np.float32) * 10.0
+        return cls(name=name, structure=structure, mol=mol, graph=featurize(mol), geometry=ProteinGeometry.of(frames),
+                   frames=kept)
 
     @property
     def topology(self) -> Any:
@@ -72,8 +81,11 @@ class ProteinSystem:
         buf = io.StringIO()
         writer.save(buf)
         geo = self.geometry
-        return {"name": self.name, "pdb": buf.getvalue(), "bond_range": geo.bond_range.astype(np.float32),
-                "angle_range": geo.angle_range.astype(np.float32), "bonds": geo.bonds}
+        out = {"name": self.name, "pdb": buf.getvalue(), "bond_range": geo.bond_range.astype(np.float32),
+               "angle_range": geo.angle_range.astype(np.float32), "bonds": geo.bonds}
+        if self.frames is not None:
+            out["frames"] = self.frames.astype(np.float32)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProteinSystem:
@@ -94,4 +106,6 @@ class ProteinSystem:
         if np.array_equal(np.asarray(data["bonds"]), geo.bonds):
             geo.bond_range = np.asarray(data["bond_range"], dtype=np.float64)
             geo.angle_range = np.asarray(data["angle_range"], dtype=np.float64)
+        if data.get("frames") is not None:
+            system.frames = np.asarray(data["frames"], dtype=np.float32)
         return system

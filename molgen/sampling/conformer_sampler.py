@@ -95,8 +95,10 @@ class SampleRequest:
         system: the molecule's :class:`TorsionSystem`.
         n: number of conformers.
         seed: seed of its ETKDG structures, prior torsions and SDE noise.
-        structures: optional ``(k, n_atoms, 3)`` Å coordinates whose local structure to reuse instead of
-            embedding (torsions are redrawn from the prior, so this needs ``sigma_start`` None).
+        structures: optional ``(k, n_atoms, 3)`` Å coordinates to use instead of ETKDG embeddings: with
+            ``sigma_start`` None their local structure is reused and every torsion is redrawn from the prior;
+            with ``sigma_start`` set they are the starting points of partial diffusion from that noise level
+            (torsions as given).
     """
 
     system: TorsionSystem
@@ -112,8 +114,6 @@ def _local_structures(req: SampleRequest, options: SamplingOptions) -> np.ndarra
     sys_ = req.system
     if req.structures is not None:
         local = np.asarray(req.structures, dtype=np.float64)
-        if options.sigma_start is not None:
-            raise ValueError("structures are reused with torsions from the prior: sigma_start must be None")
         if local.ndim != 3 or local.shape[1:] != (sys_.num_atoms, 3) or len(local) == 0:
             raise ValueError(f"structures must have shape (k, {sys_.num_atoms}, 3), got {local.shape}")
         return local

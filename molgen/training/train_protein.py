@@ -3,7 +3,7 @@
 The same task as small-molecule conformers (:class:`~molgen.training.train_conformers.TorsionTask`: torus
 noise process, :class:`~molgen.models.torsion_denoiser.TorsionDenoiser`, its loss), with other data: the
 frames of one or more trajectories of one system (``task_options``: ``top``, ``trajs``, ``stride``,
-``val_fraction``, ``name``), read with mdtraj (:func:`molgen.protein.io.load_trajectory`). The system
+``val_fraction``, ``name``, ``keep_frames``: training frames stored as starting points of partial diffusion), read with mdtraj (:func:`molgen.protein.io.load_trajectory`). The system
 (:class:`~molgen.protein.system.ProteinSystem`: structure, torsions, validation ranges over the training
 frames) is stored in the checkpoint, so the model samples its system with nothing else
 (:mod:`molgen.protein.sample`). Backbone φ, ψ, side-chain χ and every other rotatable bond are diffused;
@@ -48,6 +48,7 @@ class ProteinTask(TorsionTask):
         self.stride = int(opts.get("stride", 1))
         self.val_fraction = float(opts.get("val_fraction", 0.1))
         self.system_name = str(opts.get("name") or Path(self.top).stem)
+        self.keep_frames = int(opts.get("keep_frames", 0))
         self._loaded: tuple[Any, np.ndarray, list[int]] | None = None
 
     def _load(self) -> tuple[Any, np.ndarray, list[int]]:
@@ -61,7 +62,7 @@ class ProteinTask(TorsionTask):
             import mdtraj as md
 
             frames = parts[0] if len(parts) == 1 else md.join(parts, check_topology=True, discard_overlapping_frames=False)
-            system = ProteinSystem.from_frames(frames[train_idx], self.system_name)
+            system = ProteinSystem.from_frames(frames[train_idx], self.system_name, keep_frames=self.keep_frames)
             self._loaded = (system, system.heavy_positions(frames), lengths)
         return self._loaded
 

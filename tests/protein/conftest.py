@@ -21,5 +21,5 @@ def checkpoint(tmp_path_factory) -> Path:
                       log_every=2, val_every=4, checkpoint_every=4, warmup=1, threads=1, device="cpu",
                       val_molecules=16, model={"ns": 16, "nv": 4, "num_layers": 2},
                       task_options={"top": str(DATA / "native.pdb"), "trajs": [str(DATA / "frame0.xtc")],
-                                    "name": "ala2-test"})
+                                    "name": "ala2-test", "keep_frames": 50})
     return train(cfg)

@@ -105,3 +105,20 @@ def test_public_api_returns_mdtraj_or_biopython(checkpoint):
     assert len(structure) <= 3 and len(list(structure[0].get_atoms())) == 22
     with pytest.raises(InputError, match="output="):
         molgen.sample_ensemble(3, model=checkpoint, output="pdb")
+
+
+def test_partial_diffusion_from_stored_frames(checkpoint):
+    loaded = load_protein_model(checkpoint)
+    system = protein_system_of(loaded)
+    assert system.frames is not None and system.frames.shape == (50, 22, 3)
+    opts = SamplingOptions(steps=4, planar_bonds="fixed")
+    result = sample_ensemble(loaded, 10, seed=2, options=opts, start="frames", sigma_start=0.2)
+    traj = result.traj
+    assert 0 < traj.n_frames <= 10
+    # each structure is near some stored frame: small phi/psi changes from sigma 0.2 and a short reverse run
+    phi = md.compute_phi(traj)[1][:, 0]
+    ref_phi = md.compute_phi(md.Trajectory(system.frames / 10.0, system.topology))[1][:, 0]
+    gap = np.abs((phi[:, None] - ref_phi[None, :] + np.pi) % (2 * np.pi) - np.pi).min(1)
+    assert np.median(gap) < 1.0
+    with pytest.raises(InputError, match="start="):
+        sample_ensemble(loaded, 2, start="nowhere")
