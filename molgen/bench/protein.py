@@ -35,31 +35,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "parse_trajectory_spec"]
-
-
-def parse_trajectory_spec(spec: str) -> tuple[str, slice]:
-    """``FILE`` or ``FILE@start:stop`` -> (path, frame slice)."""
-    path, _, rng = spec.partition("@")
-    if not rng:
-        return path, slice(None)
-    start, _, stop = rng.partition(":")
-    try:
-        return path, slice(int(start) if start else None, int(stop) if stop else None)
-    except ValueError:
-        raise SystemExit(f"error: bad frame range in {spec!r}; use FILE@start:stop") from None
+__all__ = ["main"]
 
 
 def _load(top: str, specs: list[str], stride: int = 1) -> Any:
-    import mdtraj as md
-
     from molgen.protein.io import load_trajectory
 
-    parts = []
-    for spec in specs:
-        path, sl = parse_trajectory_spec(spec)
-        parts.append(load_trajectory(top, [path])[sl][::stride])
-    return parts[0] if len(parts) == 1 else md.join(parts, discard_overlapping_frames=False)
+    return load_trajectory(top, specs, stride=stride)
 
 
 def _dihedral_block(samples: Any, train: Any, heldout: Any) -> dict[str, Any] | None:

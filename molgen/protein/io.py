@@ -30,6 +30,7 @@ __all__ = [
     "ensemble_format",
     "load_structure",
     "load_trajectory",
+    "parse_trajectory_spec",
     "to_biopython",
     "topology_path_for",
     "write_ensemble",
@@ -52,8 +53,24 @@ def load_structure(path: str | Path) -> Any:
         raise InputError(f"structure {path}: mdtraj cannot read it ({type(exc).__name__}: {exc})") from None
 
 
+def parse_trajectory_spec(spec: str | Path) -> tuple[Path, slice]:
+    """``FILE`` or ``FILE@start:stop`` (a frame slice, e.g. ``md.xtc@0:400``) -> (path, slice)."""
+    text = str(spec)
+    path, sep, rng = text.rpartition("@") if "@" in text else (text, "", "")
+    if not sep:
+        return Path(text), slice(None)
+    start, _, stop = rng.partition(":")
+    try:
+        return Path(path), slice(int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise InputError(f"trajectory {text!r}: bad frame range; use FILE@start:stop") from None
+
+
 def load_trajectory(top: str | Path, trajs: Sequence[str | Path], *, stride: int = 1) -> Any:
     """Frames of one or more trajectory files (XTC, DCD, ...) on a topology (PDB, prmtop, ...), concatenated.
+
+    A file may be given as ``FILE@start:stop`` to take those frames only (:func:`parse_trajectory_spec`);
+    ``stride`` applies after the slice.
 
     Raises:
         InputError: a missing file, a file mdtraj cannot read, or a trajectory whose atom count differs
@@ -74,14 +91,15 @@ def load_trajectory(top: str | Path, trajs: Sequence[str | Path], *, stride: int
         raise InputError(f"topology {top_path}: mdtraj cannot read it ({type(exc).__name__}: {exc})") from None
     parts = []
     for t in trajs:
-        path = Path(t)
+        path, frames = parse_trajectory_spec(t)
         if not path.is_file():
             raise InputError(f"trajectory {path}: file not found")
         try:
-            parts.append(md.load(str(path), top=topology, stride=stride))
+            traj = md.load(str(path), top=topology)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"trajectory {path}: cannot read it with topology {top_path} "
                              f"({type(exc).__name__}: {exc})") from None
+        parts.append(traj[frames][::stride])
     return parts[0] if len(parts) == 1 else md.join(parts, check_topology=True, discard_overlapping_frames=False)
 
 

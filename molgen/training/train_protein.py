@@ -42,7 +42,9 @@ class ProteinTask(TorsionTask):
             raise ValueError("the protein task needs task options top (a topology) and trajs (trajectory files)")
         self.top = str(opts["top"])
         self.trajs = [str(t) for t in opts["trajs"]]
-        for label, path in [("topology", self.top)] + [("trajectory", t) for t in self.trajs]:
+        from molgen.protein.io import parse_trajectory_spec
+
+        for label, path in [("topology", self.top)] + [("trajectory", str(parse_trajectory_spec(t)[0])) for t in self.trajs]:
             if not Path(path).is_file():
                 raise InputError(f"{label} {path}: file not found")
         self.stride = int(opts.get("stride", 1))
@@ -72,7 +74,11 @@ class ProteinTask(TorsionTask):
         return self._load()[0]
 
     def data_hash(self) -> str:
-        return hash_of({"top": file_sha256(Path(self.top)), "trajs": [file_sha256(Path(t)) for t in self.trajs],
+        from molgen.protein.io import parse_trajectory_spec
+
+        specs = [parse_trajectory_spec(t) for t in self.trajs]
+        return hash_of({"top": file_sha256(Path(self.top)),
+                        "trajs": [[file_sha256(p), s.start, s.stop] for p, s in specs],
                         "stride": self.stride, "val_fraction": self.val_fraction})
 
     def datasets(self) -> tuple:

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from molgen.bench.protein import main, parse_trajectory_spec
+from molgen.bench.protein import main
+from molgen.errors import InputError
+from molgen.protein.io import parse_trajectory_spec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 
 
 def test_trajectory_spec():
-    assert parse_trajectory_spec("a.xtc") == ("a.xtc", slice(None))
-    assert parse_trajectory_spec("a.xtc@10:20") == ("a.xtc", slice(10, 20))
-    assert parse_trajectory_spec("a.xtc@:5") == ("a.xtc", slice(None, 5))
-    with pytest.raises(SystemExit):
+    assert parse_trajectory_spec("a.xtc") == (Path("a.xtc"), slice(None))
+    assert parse_trajectory_spec("a.xtc@10:20") == (Path("a.xtc"), slice(10, 20))
+    assert parse_trajectory_spec("a.xtc@:5") == (Path("a.xtc"), slice(None, 5))
+    with pytest.raises(InputError, match="frame range"):
         parse_trajectory_spec("a.xtc@x:y")
 
 

@@ -80,3 +80,6 @@ def test_bad_inputs_and_outputs(nmr, tmp_path):
         load_trajectory(DATA / "2EQQ.pdb", [tmp_path / "nope.xtc"])
     both = load_trajectory(topology_path_for(tmp_path / "t.xtc"), [tmp_path / "t.xtc", tmp_path / "t.xtc"], stride=2)
     assert both.n_frames == 20
+    part = load_trajectory(DATA / "native.pdb", [f"{DATA / 'frame0.xtc'}@100:200", f"{DATA / 'frame0.xtc'}@:10"])
+    whole = load_trajectory(DATA / "native.pdb", [DATA / "frame0.xtc"])
+    assert part.n_frames == 110 and np.allclose(part.xyz[0], whole.xyz[100]) and np.allclose(part.xyz[100], whole.xyz[0])
