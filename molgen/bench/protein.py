@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="ode", choices=("ode", "sde"))
     p.add_argument("--steps", type=int, default=None, help="diffusion steps (default molgen's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--start", default="prior", choices=("prior", "frames"),
+                   help="prior: every torsion uniform; frames: partial diffusion from the model's stored frames")
+    p.add_argument("--sigma-start", type=float, default=0.5, help="noise level of --start frames (radians)")
     p.add_argument("--md-structure", default=None, help="PDB of the short MD speed run (omit: no MD speed)")
     p.add_argument("--md-settings", default=None, help="settings.json of the reference MD (temperature, friction, step)")
     p.add_argument("--md-ps", type=float, default=50.0, help="length of the MD speed run (ps)")
@@ -258,9 +261,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if train.n_atoms != system.num_atoms:
         raise SystemExit(f"error: the MD has {train.n_atoms} atoms, the model's system {system.num_atoms}")
     opts = SamplingOptions(sampler=args.sampler, planar_bonds="fixed", **({"steps": args.steps} if args.steps else {}))
-    sample_ensemble(loaded, 8, seed=args.seed + 99, options=opts)  # warm-up, untimed
+    how = {"start": args.start, "sigma_start": args.sigma_start}
+    sample_ensemble(loaded, 8, seed=args.seed + 99, options=opts, **how)  # warm-up, untimed
     c0, w0 = time.process_time(), time.perf_counter()
-    res = sample_ensemble(loaded, args.num, seed=args.seed, options=opts)
+    res = sample_ensemble(loaded, args.num, seed=args.seed, options=opts, **how)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     samples = res.traj
     machine = machine_info("cpu")
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "validity": res.summary(),
         "speed": {"cpu_seconds": cpu, "wall_seconds": wall, "torch_threads": torch.get_num_threads(),
                   "samples_per_cpu_second": samples.n_frames / cpu if cpu > 0 else None},
-        "sampler": {"sampler": opts.sampler, "steps": opts.steps, "planar_bonds": opts.planar_bonds},
+        "sampler": {"sampler": opts.sampler, "steps": opts.steps, "planar_bonds": opts.planar_bonds, **how},
     }
     dihedral = _dihedral_block(samples, train, heldout)
     if dihedral is not None:
