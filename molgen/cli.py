@@ -21,7 +21,14 @@ from typing import Annotated, Any
 import typer
 
 from molgen import __version__
-from molgen.cli_options import Device, MaxMinutes, ModelJson, Threads
+from molgen.cli_options import (
+    Device,
+    LearningRate,
+    MaxMinutes,
+    ModelJson,
+    Steps,
+    Threads,
+)
 from molgen.cli_protein import protein_app
 
 __all__ = ["app", "bench_app", "main", "sample_app", "train_app"]
@@ -415,9 +422,9 @@ def train_conformers(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for the dataset build.")] = 2,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="ETKDG seeds per ligand in conformer matching.")] = 4,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 20000,
+    steps: Steps = 20000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
+    lr: LearningRate = 1e-3,
     max_minutes: Annotated[
         float | None,
         typer.Option("--max-minutes", help="Stop after this much training time (the LR schedule follows it).", show_default=False),
@@ -542,9 +549,9 @@ def train_cartesian_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run folder (resumes from last.pt).")] = (
         Path.home() / ".cache" / "molgen" / "runs" / "cartesian_qm9"),
     cache: Annotated[Path | None, typer.Option("--cache", help="Dataset cache root.", show_default=False)] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
+    steps: Steps = 200000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 7e-4,
+    lr: LearningRate = 7e-4,
     max_minutes: MaxMinutes = None,
     threads: Threads = None,
     device: Device = "auto",
@@ -576,9 +583,9 @@ def train_property_cmd(
     half: Annotated[str, typer.Option("--half", help="Half of QM9's training split: first (EDM's D_a, which "
                                       "the guided generator never sees), second or all.")] = "first",
     cache: Annotated[Path | None, typer.Option("--cache", help="Dataset cache root.", show_default=False)] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
+    steps: Steps = 200000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
+    lr: LearningRate = 1e-3,
     max_minutes: MaxMinutes = None,
     threads: Threads = None,
     device: Device = "auto",
@@ -615,9 +622,9 @@ def train_molecules_cmd(
                                              "else all].", show_default=False)] = None,
     cache: Annotated[Path | None, typer.Option("--cache", help="Dataset cache root (default $MOLGEN_CACHE or "
                                                "~/.cache/molgen).", show_default=False)] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200000,
+    steps: Steps = 200000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Molecules per step.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 7e-4,
+    lr: LearningRate = 7e-4,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop after this much training time "
                                                       "(the LR schedule follows it).", show_default=False)] = None,
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Steps between validation losses.")] = 1000,

@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from molgen.cli_options import Device, MaxMinutes, ModelJson, Threads
+from molgen.cli_options import (
+    Device,
+    LearningRate,
+    MaxMinutes,
+    ModelJson,
+    Steps,
+    Threads,
+)
 
 __all__ = ["protein_app"]
 
@@ -83,9 +90,9 @@ def train_cmd(
                                                 "validation.")] = 0.1,
     keep_frames: Annotated[int, typer.Option("--keep-frames", min=0, help="Training frames stored in the checkpoint "
                                              "as starting points of `sample --start frames`.")] = 0,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 20000,
+    steps: Steps = 20000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
+    lr: LearningRate = 1e-3,
     max_minutes: MaxMinutes = None,
     threads: Threads = None,
     device: Device = "auto",

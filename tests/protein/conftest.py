@@ -23,3 +23,11 @@ def checkpoint(tmp_path_factory) -> Path:
                       task_options={"top": str(DATA / "native.pdb"), "trajs": [str(DATA / "frame0.xtc")],
                                     "name": "ala2-test", "keep_frames": 50})
     return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def nmr():
+    """The 2EQQ NMR ensemble (20 models, 28 residues, hydrogens) as an ``mdtraj.Trajectory``."""
+    import mdtraj as md
+
+    return md.load(str(DATA / "2EQQ.pdb"))

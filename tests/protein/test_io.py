@@ -22,10 +22,6 @@ from molgen.protein.io import (
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 
 
-@pytest.fixture(scope="module")
-def nmr() -> md.Trajectory:
-    return load_structure(DATA / "2EQQ.pdb")
-
 
 @pytest.mark.parametrize("suffix,atol_nm", [(".pdb", 1e-4), (".cif", 1e-4), (".xtc", 1e-3), (".dcd", 1e-5)])
 def test_round_trip(nmr, tmp_path, suffix, atol_nm):

@@ -19,10 +19,6 @@ from molgen.protein.validate import (
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 
 
-@pytest.fixture(scope="module")
-def nmr() -> md.Trajectory:
-    return md.load(str(DATA / "2EQQ.pdb"))
-
 
 def _atom(traj, resi: int, name: str) -> int:
     return traj.topology.select(f"resid {resi} and name {name}")[0]
