@@ -312,11 +312,12 @@ def sample_ensemble(
             protein model, bad options.
     """
     from molgen.protein.io import to_biopython
-    from molgen.protein.sample import load_protein_model, sample_ensemble as _sample
+    from molgen.protein.sample import load_protein_model, protein_sampling_options
+    from molgen.protein.sample import sample_ensemble as _sample
 
     if output not in ("mdtraj", "biopython"):
         raise InputError(f"output={output!r}: use 'mdtraj' or 'biopython'")
-    opts = SamplingOptions(sampler=sampler, planar_bonds=planar_bonds, **({"steps": steps} if steps else {}))
+    opts = protein_sampling_options(sampler=sampler, planar_bonds=planar_bonds, steps=steps)
     result = _sample(load_protein_model(model, system=system, device=device), n, seed=seed, options=opts,
                      max_rounds=max_rounds)
     if result.traj.n_frames < n:

@@ -150,14 +150,13 @@ def sample_cmd(
         import torch
 
         from molgen.protein.io import ensemble_format, write_ensemble
-        from molgen.protein.sample import load_protein_model, sample_ensemble
-        from molgen.sampling.options import SamplingOptions
+        from molgen.protein.sample import load_protein_model, protein_sampling_options, sample_ensemble
 
         ensemble_format(output)  # an unknown format fails before sampling
 
         if threads:
             torch.set_num_threads(threads)
-        opts = SamplingOptions(sampler=sampler, planar_bonds=planar_bonds, **({"steps": steps} if steps else {}))
+        opts = protein_sampling_options(sampler=sampler, planar_bonds=planar_bonds, steps=steps)
         loaded = load_protein_model(model, system=system, device=device)
         result = sample_ensemble(loaded, n, seed=seed, options=opts, max_rounds=max_rounds, start=start,
                                  sigma_start=sigma_start)

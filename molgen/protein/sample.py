@@ -68,6 +68,16 @@ class EnsembleResult:
                 "seconds": self.seconds}
 
 
+def protein_sampling_options(**changes: Any) -> Any:
+    """Sampling options for ensembles: the torsion sampler's, with unscaled scores (``score_scale=1``: the
+    small-molecule default of 2 sharpens towards the modes, which suits a best-conformer search, not a
+    Boltzmann ensemble) and amide bonds fixed; ``changes`` (None values ignored) replace fields."""
+    from molgen.sampling.options import SamplingOptions
+
+    return SamplingOptions(score_scale=1.0, planar_bonds="fixed").replace(
+        **{k: v for k, v in changes.items() if v is not None})
+
+
 def _shipped_path(name: str) -> Path:
     from molgen.weights import __file__ as weights_init
 
@@ -147,8 +157,8 @@ def sample_ensemble(
         loaded: a protein model (:func:`load_protein_model`).
         n: structures wanted.
         seed: seed of the first round (round ``r`` uses a seed derived from it).
-        options: :class:`~molgen.sampling.options.SamplingOptions` (sampler, steps, ...); default molgen's with
-            ``planar_bonds="fixed"``.
+        options: :class:`~molgen.sampling.options.SamplingOptions` (sampler, steps, ...); default
+            :func:`protein_sampling_options`.
         max_rounds: bound on the rounds.
         oversample: a round samples ``ceil(missing * oversample / valid fraction so far)`` structures.
         batch_atoms: heavy atoms per denoiser call (default the torsion sampler's).
@@ -171,7 +181,7 @@ def sample_ensemble(
         raise InputError(f"n={n} and max_rounds={max_rounds} must be >= 1")
     if start not in ("prior", "frames"):
         raise InputError(f"start={start!r}: use 'prior' or 'frames'")
-    opts = options or SamplingOptions(planar_bonds="fixed")
+    opts = options or protein_sampling_options()
     start = time.perf_counter()
     system = protein_system_of(loaded)
     tsys = loaded.meta.get("_torsion_system")
