@@ -158,7 +158,7 @@ def guidance_sweep(loaded: Any, train: Any, args: argparse.Namespace) -> dict[st
     pick = rng.choice(db, size=args.num_guided, replace=False)
     targets = train.properties[prop][pick]
     sizes = np.diff(train.ptr)[pick]
-    out: dict[str, Any] = {"property": prop, "regressor": str(args.regressor), "rows": []}
+    out: dict[str, Any] = {"property": prop, "regressor": str(args.regressor), "rows": [], "num_guided": args.num_guided}
     base = mae_table(regressor, train, pick, prop, seed=args.seed)
     out["baselines"] = base
     for w in args.guidance:
@@ -176,8 +176,10 @@ def guidance_sweep(loaded: Any, train: Any, args: argparse.Namespace) -> dict[st
 
 def markdown(result: dict[str, Any]) -> str:
     """The results as markdown tables."""
+    sampled = len(result["rows"]) > 1
     lines = [
-        f"QM9 de novo generation, {result['num']} molecules per row, {result['date']}, {result['machine']}; "
+        f"QM9 de novo generation, {str(result['num']) + ' molecules per sampler row' if sampled else 'no sampler rows'}, "
+        f"{result['date']}, {result['machine']}; "
         f"model `{result['model_name']}` (step {result['model_step']}). Command: `{result['command']}`.",
         "",
         "| | atom stable % | molecule stable % | valid % | unique % of valid | novel % of unique | "
@@ -202,14 +204,21 @@ def markdown(result: dict[str, Any]) -> str:
     for label, a, m, v, u in result["published"]:
         lines.append(f"| {label} (published) | {a} | {m} | {v} | {'' if u is None else u} | | | | | | |")
     if "guidance" in result:
+        from molgen.bench.property_mae import EDM_PUBLISHED
+
         gd = result["guidance"]
-        lines += ["", f"Guided generation, property `{gd['property']}` (MAE between requested and predicted):", "",
-                  "| | MAE |", "|---|---|"]
-        for key, value in gd["baselines"].items():
-            lines.append(f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |")
+        prop = gd["property"]
+        base = gd["baselines"]
+        lines += ["", f"Guided generation, property `{prop}`: mean absolute error between the requested value and the "
+                  f"regressor's prediction ({gd['rows'][0]['n'] if gd['rows'] else 0} molecules evaluated per row; "
+                  "targets and atom counts of D_b molecules):", "", "| | MAE (this run) | EDM (published) |", "|---|---|---|"]
+        shuffled, edm, data = EDM_PUBLISHED.get(prop, (None, None, None))
+        lines.append(f"| shuffled targets (upper bound) | {base['shuffled']:.3f} | {shuffled or ''} |")
         for r in gd["rows"]:
             mae = "" if r["mae"] is None else f"{r['mae']:.3f}"
-            lines.append(f"| molgen, w = {r['w']} | {mae} |")
+            lines.append(f"| molgen, w = {r['w']} | {mae} | |")
+        lines.append(f"| EDM (conditional model) | | {edm or ''} |")
+        lines.append(f"| data: the regressor on D_b molecules (lower bound) | {base['data']:.3f} | {data or ''} |")
     return "\n".join(lines) + "\n"
 
 
