@@ -162,6 +162,10 @@ register_model_type(MOLECULE_FORMAT, _molecule_denoiser_builder("molecules"))
 register_model_type(CARTESIAN_FORMAT, _molecule_denoiser_builder("cartesian"))
 
 
+#: model types whose builder lives outside this module: format -> module that registers it when imported
+_REGISTERED_BY = {"molgen-property-regressor/1": "molgen.models.property_regressor"}
+
+
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint dict on the CPU and check that its format is a registered model type.
 
@@ -179,6 +183,10 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
         raise ValueError(f"{path}: not a readable molgen checkpoint ({type(exc).__name__}: {exc})") from None
     fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if isinstance(state, dict) and fmt in _REGISTERED_BY and fmt not in _BUILDERS:
+        import importlib
+
+        importlib.import_module(_REGISTERED_BY[fmt])  # registers its model type on import
     if not isinstance(state, dict) or fmt not in _BUILDERS:
         known = ", ".join(sorted(_BUILDERS))
         raise ValueError(f"{path}: not a molgen checkpoint of a known type (format {fmt!r}; known: {known})")
