@@ -281,7 +281,7 @@ def sample_ensemble(
     model: str | Path | None = None,
     system: str | None = None,
     seed: int = 1,
-    sampler: str = "ode",
+    sampler: str = "sde",
     steps: int | None = None,
     planar_bonds: str = "fixed",
     max_rounds: int = 10,
@@ -295,8 +295,8 @@ def sample_ensemble(
         model: a protein model checkpoint (``molgen protein train``), or
         system: the name of a shipped one (``"alanine-dipeptide"``).
         seed: sampling seed.
-        sampler: ``"ode"`` (probability flow, deterministic) or ``"sde"``.
-        steps: diffusion steps (default molgen's).
+        sampler: ``"sde"`` (default) or ``"ode"`` (probability flow, deterministic).
+        steps: diffusion steps (default 20).
         planar_bonds: amide bonds (ω): ``"fixed"`` (the structure's), ``"snap"`` or ``"free"``.
         max_rounds: bound on the sample-validate rounds.
         device: torch device.

@@ -129,8 +129,8 @@ def sample_cmd(
     system: Annotated[str | None, typer.Option("--system", help="Shipped model instead: alanine-dipeptide.",
                                                show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 1,
-    sampler: Annotated[str, typer.Option("--sampler", help="ode (deterministic) or sde (stochastic).")] = "ode",
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps (default molgen's).",
+    sampler: Annotated[str, typer.Option("--sampler", help="sde (stochastic) or ode (deterministic).")] = "sde",
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Diffusion steps [default: 20].",
                                               show_default=False)] = None,
     planar_bonds: Annotated[str, typer.Option("--planar-bonds", help="Amide bonds (omega): fixed (the structure's), "
                                               "snap (nearer of cis/trans) or free.")] = "fixed",

@@ -232,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=1, help="use every k-th MD frame")
     p.add_argument("-n", "--num", type=int, default=1000, help="structures to sample")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--sampler", default="ode", choices=("ode", "sde"))
-    p.add_argument("--steps", type=int, default=None, help="diffusion steps (default molgen's)")
+    p.add_argument("--sampler", default=None, choices=("ode", "sde"), help="default: molgen's for proteins (sde)")
+    p.add_argument("--steps", type=int, default=None, help="diffusion steps (default molgen's for proteins, 20)")
     p.add_argument("--score-scale", type=float, default=None, help="score multiplier (default 1: the ensemble)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--start", default="prior", choices=("prior", "frames"),
