@@ -133,3 +133,24 @@ def test_qm9_references_and_cartesian_bench_method(model_path, cache, tmp_path):
     assert any(r["n_conformers"] > 0 for r in etkdg.values())  # (ETKDG may fail on strained QM9 cages)
     md = (tmp_path / "conformers.md").read_text()
     assert "QM9 test-split molecules" in md and "| cartesian | 2 |" in md
+
+
+def test_shipped_cartesian_model_through_the_cli(tmp_path):
+    """`molgen conformers --method cartesian` without --model uses the shipped QM9 Cartesian model (model card
+    beside it) and writes validated conformers of a small molecule."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from molgen.cli import app
+    from molgen.models.registry import default_cartesian_model_path
+
+    path = default_cartesian_model_path()
+    assert path.is_file() and path.stat().st_size < 20 * 1024**2
+    assert json.loads(path.with_suffix(".json").read_text())["data_hash"] in path.with_suffix(".md").read_text()
+    out = tmp_path / "c.sdf"
+    res = CliRunner().invoke(app, ["conformers", "CC(O)C#N", "--method", "cartesian", "-n", "3", "--threads", "1",
+                                   "--device", "cpu", "--no-progress", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    mols = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
+    assert 1 <= len(mols) <= 3 and all(m.GetNumAtoms() == 10 for m in mols)
