@@ -37,7 +37,8 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="molgen",
-    help="Generate 3D conformers (torsional diffusion) and new 3D molecules (position/type diffusion).",
+    help="Generate 3D conformers (torsional diffusion), new 3D molecules (position/type diffusion) and protein "
+    "ensembles (torsional diffusion learnt from MD).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -1,4 +1,4 @@
-"""``molgen protein ...``: the protein commands (reference MD now; training, sampling and the benchmark next).
+"""``molgen protein ...``: the protein commands (reference MD, training, sampling; the benchmark is ``molgen bench protein``).
 
 Parsing and messages only: the work is in :mod:`molgen.protein`.
 """
@@ -26,7 +26,8 @@ protein_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_marku
 
 @protein_app.callback()
 def _protein() -> None:
-    """Protein and peptide ensembles (`molgen protein simulate`)."""
+    """Protein and peptide ensembles: reference MD, training on trajectories, validated sampling
+    (`molgen protein simulate | train | sample`; `molgen bench protein`)."""
 
 
 @protein_app.command("simulate")
