@@ -4,7 +4,7 @@ The protein model is molgen's torsion model (:mod:`molgen.models.torsion_denoise
 heavy-atom graph of an RDKit molecule and moves atoms only by rotations about rotatable bonds, so bond
 lengths and angles stay those of the input structure. Here a protein becomes that molecule:
 
-* :func:`protein_mol` writes one frame as PDB text (Biopython, :func:`molgen.protein.io.to_biopython`) and reads it with RDKit's PDB reader, whose residue
+* :func:`protein_mol` writes one frame as PDB text (:func:`molgen.protein.io.pdb_text`, Biopython) and reads it with RDKit's PDB reader, whose residue
   templates give the bond orders of the standard amino acids and caps; hydrogens are those of the input
   (all explicit): an atom RDKit would give an implicit hydrogen is charged instead (a carboxylate oxygen
   without its hydrogen is O-, a lysine N with four neighbours N+), so the molecule's protonation state is
@@ -18,7 +18,6 @@ Positions: mdtraj's nm in, RDKit's Å in the molecule's conformer.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -35,15 +34,9 @@ def protein_mol(frame: Any) -> Chem.Mol:
     Raises:
         InputError: RDKit cannot build a sane molecule of it (the message says why).
     """
-    from Bio.PDB import PDBIO
+    from molgen.protein.io import pdb_text
 
-    from molgen.protein.io import to_biopython
-
-    writer = PDBIO()
-    writer.set_structure(to_biopython(frame[0]))
-    buf = io.StringIO()
-    writer.save(buf)
-    block = buf.getvalue()
+    block = pdb_text(frame[0])
     mol = Chem.MolFromPDBBlock(block, removeHs=False, sanitize=False, proximityBonding=True)
     if mol is None or mol.GetNumAtoms() != frame.n_atoms:
         raise InputError(f"RDKit cannot read the structure ({frame.n_atoms} atoms, "

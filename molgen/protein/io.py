@@ -16,13 +16,13 @@ that repeats within a residue (which Biopython refuses) gets a suffix.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from molgen.atomic import atomic_path
 from molgen.errors import InputError
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "load_structure",
     "load_trajectory",
     "parse_trajectory_spec",
+    "pdb_text",
     "to_biopython",
     "topology_path_for",
     "write_ensemble",
@@ -171,15 +172,23 @@ def _fullname(name: str, element: str) -> str:
     return f" {name:<3}" if len(element) == 1 else f"{name:<4}"
 
 
+def pdb_text(traj: Any) -> str:
+    """Every frame of ``traj`` as PDB text (Biopython's ``PDBIO`` of :func:`to_biopython`; Å)."""
+    import io as _io
+
+    from Bio.PDB import PDBIO
+
+    writer = PDBIO()
+    writer.set_structure(to_biopython(traj))
+    buf = _io.StringIO()
+    writer.save(buf)
+    return buf.getvalue()
+
+
 def topology_path_for(path: str | Path) -> Path:
     """The topology PDB written beside an XTC / DCD ensemble: ``<name>.top.pdb``."""
     path = Path(path)
     return path.with_name(path.stem + ".top.pdb")
-
-
-def _tmp_of(path: Path) -> Path:
-    # keep the suffix: mdtraj and Biopython choose nothing by it, but it keeps the temp file recognisable
-    return path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
 
 
 def ensemble_format(path: str | Path) -> str:
@@ -202,7 +211,6 @@ def write_ensemble(traj: Any, path: str | Path) -> list[Path]:
     if traj.n_frames == 0:
         raise InputError(f"output {path}: no structure to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     if fmt in ("pdb", "mmcif"):
         from Bio.PDB import MMCIFIO, PDBIO
 
@@ -210,16 +218,11 @@ def write_ensemble(traj: Any, path: str | Path) -> list[Path]:
             raise InputError(f"output {path}: {traj.n_atoms} atoms do not fit the PDB format; write .cif instead")
         io = PDBIO() if fmt == "pdb" else MMCIFIO()
         io.set_structure(to_biopython(traj, path.stem))
-        tmp = _tmp_of(path)
-        io.save(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            io.save(str(tmp))
         return [path]
     top_path = topology_path_for(path)
-    tmp_top = _tmp_of(top_path)
-    traj[0].save_pdb(str(tmp_top))
-    tmp = _tmp_of(path)
-    (traj.save_xtc if fmt == "xtc" else traj.save_dcd)(str(tmp))
-    os.replace(tmp_top, top_path)
-    os.replace(tmp, path)
-    written += [path, top_path]
-    return written
+    with atomic_path(top_path, suffix=".pdb") as tmp_top, atomic_path(path, suffix=path.suffix) as tmp:
+        traj[0].save_pdb(str(tmp_top))
+        (traj.save_xtc if fmt == "xtc" else traj.save_dcd)(str(tmp))
+    return [path, top_path]

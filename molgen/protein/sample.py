@@ -74,7 +74,6 @@ def protein_sampling_options(**changes: Any) -> Any:
     and 0.153 for the SDE in 50; ``benchmarks/protein_ala2/run.sh`` with ``VAL=1``), with unscaled scores (``score_scale=1``: the
     small-molecule default of 2 sharpens towards the modes, which suits a best-conformer search, not a
     Boltzmann ensemble) and amide bonds fixed; ``changes`` (None values ignored) replace fields."""
-    from molgen.sampling.options import SamplingOptions
 
     return SamplingOptions(score_scale=1.0, planar_bonds="fixed", sampler="sde", steps=20).replace(
         **{k: v for k, v in changes.items() if v is not None})
@@ -177,7 +176,6 @@ def sample_ensemble(
         TorsionSystem,
         sample_requests,
     )
-    from molgen.sampling.options import SamplingOptions
 
     if n < 1 or max_rounds < 1:
         raise InputError(f"n={n} and max_rounds={max_rounds} must be >= 1")

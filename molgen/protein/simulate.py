@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from molgen.atomic import atomic_path, open_atomic
 from molgen.errors import InputError
 
 __all__ = ["MDProgress", "MDSettings", "load_progress", "run_md", "segment_paths", "trajectory_of"]
@@ -129,12 +130,6 @@ class MDProgress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def load_progress(out: str | Path) -> MDProgress:
     """The progress stored in a run folder (an empty one when there is none)."""
     path = Path(out) / PROGRESS_FILE
@@ -169,13 +164,11 @@ def export_run(out: str | Path, dest: str | Path, *, stride: int = 1) -> dict[st
 
     out, dest = Path(out), Path(dest)
     traj = trajectory_of(out, stride=stride)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / ".trajectory.part.xtc"
-    traj.save_xtc(str(tmp))
-    os.replace(tmp, dest / "trajectory.xtc")
+    with atomic_path(dest / "trajectory.xtc", suffix=".xtc") as tmp:
+        traj.save_xtc(str(tmp))
     for name in (TOPOLOGY_FILE, SETTINGS_FILE, PROGRESS_FILE):
-        shutil.copyfile(out / name, dest / (name + ".tmp"))
-        os.replace(dest / (name + ".tmp"), dest / name)
+        with atomic_path(dest / name) as tmp:
+            shutil.copyfile(out / name, tmp)
     settings = json.loads((out / SETTINGS_FILE).read_text())
     return {"frames": int(traj.n_frames), "ns": load_progress(out).ns_done,
             "frame_ps": float(settings["frame_ps"]) * stride}
@@ -251,7 +244,8 @@ def run_md(
         if stored_settings.identity() != settings.identity():
             raise InputError(f"MD run folder {out} holds a run with other settings ({settings_path}); "
                              "use a new --out or the same settings")
-    _write_atomic(settings_path, json.dumps(settings.record(), indent=1))
+    with open_atomic(settings_path) as fh:
+        fh.write(json.dumps(settings.record(), indent=1))
     progress = load_progress(out)
     if progress.segments_done >= settings.num_segments:
         log(f"{out}: complete ({progress.ns_done:g} ns)")
@@ -274,35 +268,31 @@ def run_md(
         simulation.minimizeEnergy()
         simulation.context.setVelocitiesToTemperature(settings.temperature_k * unit.kelvin, int(settings.seed))
         simulation.step(int(round(settings.equilibration_ps * 1000.0 / settings.timestep_fs)))
-        with open(out / (TOPOLOGY_FILE + ".tmp"), "w") as fh:
+        with open_atomic(out / TOPOLOGY_FILE) as fh:
             app.PDBFile.writeFile(topology, positions, fh, keepIds=True)
-        os.replace(out / (TOPOLOGY_FILE + ".tmp"), out / TOPOLOGY_FILE)
     progress.platform = platform.getName()
     progress.threads = threads
     started = time.perf_counter()
     deadline = None if max_minutes is None else started + 60.0 * max_minutes
     while progress.segments_done < settings.num_segments:
         k = progress.segments_done
-        final = out / SEGMENT_DIR / f"seg_{k:05d}.xtc"
-        part = final.with_name(final.stem + ".part.xtc")
-        part.unlink(missing_ok=True)
-        reporter = app.XTCReporter(str(part), settings.steps_per_frame)
-        simulation.reporters = [reporter]
         t0 = time.perf_counter()
-        simulation.step(settings.steps_per_frame * settings.frames_per_segment)
-        simulation.reporters = []
-        del reporter  # closes the file
+        # the segment appears complete or not at all, then its end state; a crash in between redoes segment k
+        with atomic_path(out / SEGMENT_DIR / f"seg_{k:05d}.xtc", suffix=".xtc") as part:
+            simulation.reporters = [app.XTCReporter(str(part), settings.steps_per_frame)]
+            simulation.step(settings.steps_per_frame * settings.frames_per_segment)
+            simulation.reporters = []  # drops the reporter, which closes the file
         seconds = time.perf_counter() - t0
-        simulation.saveState(str(state_path) + ".tmp")
-        os.replace(part, final)
-        os.replace(str(state_path) + ".tmp", state_path)
+        with atomic_path(state_path) as tmp:
+            simulation.saveState(str(tmp))
         progress.segments_done = k + 1
         progress.ns_done = round((k + 1) * settings.segment_ns, 9)
         progress.wall_seconds += seconds
         progress.ns_per_day = settings.segment_ns / seconds * 86400.0
         progress.history.append({"segment": k, "seconds": round(seconds, 2), "ns_per_day": round(progress.ns_per_day, 1),
                                  "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        _write_atomic(out / PROGRESS_FILE, json.dumps(asdict(progress), indent=1))
+        with open_atomic(out / PROGRESS_FILE) as fh:
+            fh.write(json.dumps(asdict(progress), indent=1))
         log(f"{out}: segment {k + 1}/{settings.num_segments} done, {progress.ns_done:g} ns, "
             f"{progress.ns_per_day:.0f} ns/day")
         if deadline is not None and time.perf_counter() > deadline:

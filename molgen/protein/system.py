@@ -16,7 +16,6 @@ its system offline with nothing but the checkpoint:
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,16 +71,10 @@ class ProteinSystem:
 
     def to_dict(self) -> dict[str, Any]:
         """Checkpoint form: the structure as PDB text plus the validation ranges (NumPy arrays)."""
-        from Bio.PDB import PDBIO
+        from molgen.protein.io import pdb_text
 
-        from molgen.protein.io import to_biopython
-
-        writer = PDBIO()
-        writer.set_structure(to_biopython(self.structure))
-        buf = io.StringIO()
-        writer.save(buf)
         geo = self.geometry
-        out = {"name": self.name, "pdb": buf.getvalue(), "bond_range": geo.bond_range.astype(np.float32),
+        out = {"name": self.name, "pdb": pdb_text(self.structure), "bond_range": geo.bond_range.astype(np.float32),
                "angle_range": geo.angle_range.astype(np.float32), "bonds": geo.bonds}
         if self.frames is not None:
             out["frames"] = self.frames.astype(np.float32)

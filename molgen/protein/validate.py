@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from molgen.chem.torsions import dihedral_angles
+
 __all__ = ["CHECKS", "ProteinChecks", "ProteinGeometry", "ValidationResult", "bonds_from_geometry", "validate_frames"]
 
 #: the checks, in the order a frame's first failure is reported
@@ -182,17 +184,6 @@ def _angles_deg(xyz: np.ndarray, triples: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def _dihedral_deg(xyz: np.ndarray, quads: np.ndarray) -> np.ndarray:
-    p0, p1, p2, p3 = (xyz[:, quads[:, k]] for k in range(4))
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1n = b1 / np.maximum(np.linalg.norm(b1, axis=-1, keepdims=True), 1e-12)
-    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
-    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
-    x = (v * w).sum(-1)
-    y = (np.cross(b1n, v) * w).sum(-1)
-    return np.degrees(np.arctan2(y, x))
-
-
 def _min_nonbonded_heavy(xyz: np.ndarray, geo: ProteinGeometry) -> np.ndarray:
     """(F,) smallest distance (Å) between heavy atoms that are not bonded."""
     h = xyz[:, geo.heavy]
@@ -249,7 +240,7 @@ def validate_frames(
         d = _min_nonbonded_heavy(xyz, geo)
         record(2, d < c.min_heavy_distance, d, largest=False)
     if len(geo.chiral):
-        dih = _dihedral_deg(xyz, geo.chiral)
+        dih = np.degrees(dihedral_angles(xyz, geo.chiral))
         record(3, (dih > 0).any(1), dih)
     if len(geo.bonds):
         dev = _outside(_dist(xyz, geo.bonds), geo.bond_range)
