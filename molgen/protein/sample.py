@@ -74,6 +74,7 @@ def protein_sampling_options(**changes: Any) -> Any:
     and 0.153 for the SDE in 50; ``benchmarks/protein_ala2/run.sh`` with ``VAL=1``), with unscaled scores (``score_scale=1``: the
     small-molecule default of 2 sharpens towards the modes, which suits a best-conformer search, not a
     Boltzmann ensemble) and amide bonds fixed; ``changes`` (None values ignored) replace fields."""
+    from molgen.sampling.options import SamplingOptions
 
     return SamplingOptions(score_scale=1.0, planar_bonds="fixed", sampler="sde", steps=20).replace(
         **{k: v for k, v in changes.items() if v is not None})
