@@ -82,7 +82,7 @@ def simulate_cmd(
 @protein_app.command("train")
 def train_cmd(
     top: Annotated[Path, typer.Option("--top", help="Topology (PDB, prmtop, ...) of the trajectories.")],
-    traj: Annotated[list[Path], typer.Option("--traj", help="Trajectory file (XTC, DCD, ...), repeatable.")],
+    traj: Annotated[list[Path], typer.Option("--traj", help="Trajectory file (XTC, DCD, ...), or FILE@start:stop[:step] for a frame slice; repeatable.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (resumes from last.pt).")],
     name: Annotated[str | None, typer.Option("--name", help="System name for reports (default: topology file stem).",
                                              show_default=False)] = None,

@@ -3,7 +3,7 @@
 For one system: the model samples ``-n`` validated structures (:func:`molgen.protein.sample.sample_ensemble`),
 and every metric compares them with held-out MD frames (``--heldout``); the same metric between the
 training frames (``--train``) and the held-out frames is the MD-versus-MD noise floor. Trajectories are
-given as ``FILE`` or ``FILE@start:stop`` (a frame slice, e.g. mdCATH NTL9 ``...xtc@0:400`` to train and
+given as ``FILE`` or ``FILE@start:stop[:step]`` (a frame slice, e.g. mdCATH NTL9 ``...xtc@0:400`` to train and
 ``...xtc@400:500`` held out).
 
 Metrics (:mod:`molgen.protein.metrics`), each where the system has them:
@@ -13,6 +13,10 @@ Metrics (:mod:`molgen.protein.metrics`), each where the system has them:
 * Cα (three or more residues): per-residue RMSF and its Pearson r against the held-out frames, the
   distribution of pairwise Cα RMSD (median, and the 1-D Wasserstein distance to the held-out one), the
   contact-map JS divergence;
+* coverage: recall (held-out frames with a sample within each Cα-RMSD threshold) and precision (samples
+  within it of a held-out frame), with as many training frames in place of the samples as the MD floor;
+* reference states (``--state NAME=PDB``, e.g. adenylate kinase open and closed): Cα RMSD of samples,
+  training and held-out frames to each;
 * validity: the fraction valid before the filter and the drops by reason, all delivered structures valid;
 * speed: valid samples per CPU-second of this process (sampling and validation), against MD's rate of
   decorrelated frames per CPU-second. MD's rate is measured in the same run (``--md-structure``: a short
@@ -21,7 +25,7 @@ Metrics (:mod:`molgen.protein.metrics`), each where the system has them:
   training frames (``--md-frame-ps`` apart).
 
 Outputs in ``--out``: ``protein.json`` (everything), ``protein.md`` (tables), ``ramachandran.png`` (MD
-train, MD held-out, samples), ``rmsf.png`` (Cα systems).
+train, MD held-out, samples), ``rmsf.png`` (Cα systems), ``states.png`` (two or more reference states).
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def _dihedral_block(samples: Any, train: Any, heldout: Any) -> dict[str, Any] | 
     return out
 
 
-def _structural_block(samples: Any, train: Any, heldout: Any) -> dict[str, Any] | None:
+def _structural_block(samples: Any, train: Any, heldout: Any, thresholds: list[float]) -> dict[str, Any] | None:
     from scipy.stats import pearsonr, wasserstein_distance
 
     from molgen.protein import metrics as m
@@ -87,7 +91,14 @@ def _structural_block(samples: Any, train: Any, heldout: Any) -> dict[str, Any] 
 
     pair = {k: m.pairwise_ca_rmsd(sub(t)) for k, t in (("samples", samples), ("md_train", train), ("md_heldout", heldout))}
     contacts = {k: m.contact_map(t) for k, t in (("samples", samples), ("md_train", train), ("md_heldout", heldout))}
+    # recall/precision against the held-out frames: the samples, and as many training frames as there are
+    # samples (at most 300 of each, evenly chosen at random) for the MD floor
+    k = min(300, samples.n_frames, train.n_frames)
+    cov = {key: m.coverage(m.pairwise_ca_rmsd(sub(heldout), sub(t, k)), thresholds)
+           for key, t in (("samples", samples), ("md_train", train))}
     return {
+        "coverage_vs_heldout": cov,
+        "coverage_frames": k,
         "rmsf_pearson_samples_vs_heldout": float(pearsonr(rmsf["samples"], rmsf["md_heldout"])[0]),
         "rmsf_pearson_md_train_vs_heldout": float(pearsonr(rmsf["md_train"], rmsf["md_heldout"])[0]),
         "rmsf_angstrom": {k: v.tolist() for k, v in rmsf.items()},
@@ -97,6 +108,32 @@ def _structural_block(samples: Any, train: Any, heldout: Any) -> dict[str, Any] 
         "contact_js_samples_vs_heldout": m.contact_map_js(contacts["samples"], contacts["md_heldout"]),
         "contact_js_md_train_vs_heldout": m.contact_map_js(contacts["md_train"], contacts["md_heldout"]),
     }
+
+
+def _states_block(states: list[str], samples: Any, train: Any, heldout: Any) -> dict[str, Any] | None:
+    """Cα RMSD (Å) of every structure to each ``NAME=PDB`` reference state: summary and raw values."""
+    from molgen.errors import InputError
+    from molgen.protein import metrics as m
+    from molgen.protein.io import load_structure
+
+    if not states:
+        return None
+    out: dict[str, Any] = {}
+    for spec in states:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--state {spec!r}: use NAME=PDB, for example open=adk_open.pdb")
+        ref = load_structure(path)
+        try:
+            values = {k: m.rmsd_to_structure(t, ref) for k, t in
+                      (("samples", samples), ("md_train", train), ("md_heldout", heldout))}
+        except ValueError as exc:
+            raise InputError(f"--state {spec}: {exc}") from None
+        out[name] = {"path": path,
+                     "summary": {k: {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
+                                 for k, v in values.items()},
+                     "rmsd_angstrom": {k: v.tolist() for k, v in values.items()}}
+    return out
 
 
 def _md_rate(args: argparse.Namespace, train: Any) -> dict[str, Any] | None:
@@ -170,6 +207,22 @@ def _plots(result: dict[str, Any], dihedral: dict[str, Any] | None, out: Path) -
         fig.savefig(out / "rmsf.png", dpi=110)
         plt.close(fig)
         written.append("rmsf.png")
+    states = result.get("states")
+    if states and len(states) >= 2:
+        (a, sa), (b, sb) = list(states.items())[:2]
+        fig, ax = plt.subplots(figsize=(4.8, 4.5))
+        for key, label, style in (("md_train", "MD (training)", "o"), ("md_heldout", "MD (held out)", "s"),
+                                  ("samples", "molgen", ".")):
+            ax.plot(sa["rmsd_angstrom"][key], sb["rmsd_angstrom"][key], style, ms=4 if style != "." else 3,
+                    alpha=0.6, label=label)
+        ax.set_xlabel(f"Cα RMSD to {a} (Å)")
+        ax.set_ylabel(f"Cα RMSD to {b} (Å)")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{result['system']}: distance to the reference states")
+        fig.tight_layout()
+        fig.savefig(out / "states.png", dpi=110)
+        plt.close(fig)
+        written.append("states.png")
     return written
 
 
@@ -187,10 +240,10 @@ def markdown(r: dict[str, Any]) -> str:
     d = r.get("dihedral")
     if d:
         lines += ["| Metric | molgen vs held-out MD | MD (training) vs held-out MD |", "|---|---:|---:|",
-                  f"| φ/ψ JS divergence (10° bins) | {_fmt(d['js_samples_vs_heldout'], '.4f')} | "
+                  (f"| φ/ψ JS divergence (10° bins) | {_fmt(d['js_samples_vs_heldout'], '.4f')} | "
                   f"{_fmt(d['js_md_train_vs_heldout'], '.4f')} (all {r['md']['train_frames']} frames); "
                   f"{_fmt(d.get('js_md_train_equal_n_vs_heldout'), '.4f')} ({d.get('equal_n')} evenly spaced frames, "
-                  "as many as samples) |", ""]
+                  "as many as samples) |"), ""]
         lines += ["| Ensemble | β/C7eq | αR | αL/C7ax | ΔF(φ>0 − φ<0) kJ/mol |", "|---|---:|---:|---:|---:|"]
         for key, label in (("samples", "molgen"), ("md_train", "MD (training)"), ("md_heldout", "MD (held out)")):
             b = d["basins"][key]
@@ -202,13 +255,29 @@ def markdown(r: dict[str, Any]) -> str:
         med = s["pairwise_rmsd_median_angstrom"]
         w1 = s["pairwise_rmsd_w1_vs_heldout"]
         lines += ["| Metric | molgen vs held-out MD | MD (training) vs held-out MD |", "|---|---:|---:|",
-                  f"| Cα RMSF Pearson r | {_fmt(s['rmsf_pearson_samples_vs_heldout'])} | "
-                  f"{_fmt(s['rmsf_pearson_md_train_vs_heldout'])} |",
-                  f"| Pairwise Cα RMSD median (Å; held out {_fmt(med['md_heldout'], '.2f')}) | {_fmt(med['samples'], '.2f')} "
-                  f"| {_fmt(med['md_train'], '.2f')} |",
+                  (f"| Cα RMSF Pearson r | {_fmt(s['rmsf_pearson_samples_vs_heldout'])} | "
+                  f"{_fmt(s['rmsf_pearson_md_train_vs_heldout'])} |"),
+                  (f"| Pairwise Cα RMSD median (Å; held out {_fmt(med['md_heldout'], '.2f')}) | {_fmt(med['samples'], '.2f')} "
+                  f"| {_fmt(med['md_train'], '.2f')} |"),
                   f"| Pairwise Cα RMSD W1 to held out (Å) | {_fmt(w1['samples'], '.2f')} | {_fmt(w1['md_train'], '.2f')} |",
-                  f"| Cα contact-map JS divergence | {_fmt(s['contact_js_samples_vs_heldout'], '.4f')} | "
-                  f"{_fmt(s['contact_js_md_train_vs_heldout'], '.4f')} |", ""]
+                  (f"| Cα contact-map JS divergence | {_fmt(s['contact_js_samples_vs_heldout'], '.4f')} | "
+                  f"{_fmt(s['contact_js_md_train_vs_heldout'], '.4f')} |")]
+        cov = s.get("coverage_vs_heldout")
+        if cov:
+            for kind in ("recall", "precision"):
+                for t in cov["samples"][kind]:
+                    lines.append(f"| Coverage {kind} at {t} Å Cα RMSD ({s['coverage_frames']} frames each) | "
+                                 f"{100 * cov['samples'][kind][t]:.1f} % | {100 * cov['md_train'][kind][t]:.1f} % |")
+        lines.append("")
+    st = r.get("states")
+    if st:
+        lines += ["| Cα RMSD to reference state (Å): min / median / max | molgen | MD (training) | MD (held out) |",
+                  "|---|---:|---:|---:|"]
+        for name, v in st.items():
+            cells = [f"{x['min']:.2f} / {x['median']:.2f} / {x['max']:.2f}"
+                     for x in (v["summary"]["samples"], v["summary"]["md_train"], v["summary"]["md_heldout"])]
+            lines.append(f"| {name} (`{v['path']}`) | " + " | ".join(cells) + " |")
+        lines.append("")
     sp = r["speed"]
     line = (f"Speed: {sp['samples_per_cpu_second']:.1f} valid samples per CPU-second ({sp['cpu_seconds']:.1f} CPU s, "
             f"{sp['wall_seconds']:.1f} s wall, {sp['torch_threads']} torch thread(s))")
@@ -227,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="protein model checkpoint (default: the shipped model of --system)")
     p.add_argument("--system", default=None, help="shipped system (alanine-dipeptide) instead of --model")
     p.add_argument("--top", required=True, help="topology of the MD trajectories")
-    p.add_argument("--train", nargs="+", required=True, help="training MD: FILE or FILE@start:stop, one or more")
-    p.add_argument("--heldout", nargs="+", required=True, help="held-out MD: FILE or FILE@start:stop")
+    p.add_argument("--train", nargs="+", required=True, help="training MD: FILE or FILE@start:stop[:step], one or more")
+    p.add_argument("--heldout", nargs="+", required=True, help="held-out MD: FILE or FILE@start:stop[:step]")
     p.add_argument("--stride", type=int, default=1, help="use every k-th MD frame")
     p.add_argument("-n", "--num", type=int, default=1000, help="structures to sample")
     p.add_argument("--seed", type=int, default=1)
@@ -239,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default="prior", choices=("prior", "frames"),
                    help="prior: every torsion uniform; frames: partial diffusion from the model's stored frames")
     p.add_argument("--sigma-start", type=float, default=0.5, help="noise level of --start frames (radians)")
+    p.add_argument("--coverage-thresholds", type=float, nargs="+", default=[1.0, 2.0, 3.0],
+                   help="Cα-RMSD thresholds (Å) of the coverage recall/precision against the held-out frames")
+    p.add_argument("--state", action="append", default=[], metavar="NAME=PDB",
+                   help="reference state (e.g. open=adk_open.pdb): Cα RMSD of every structure to it; repeatable")
     p.add_argument("--md-structure", default=None, help="PDB of the short MD speed run (omit: no MD speed)")
     p.add_argument("--md-settings", default=None, help="settings.json of the reference MD (temperature, friction, step)")
     p.add_argument("--md-ps", type=float, default=50.0, help="length of the MD speed run (ps)")
@@ -294,9 +367,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dihedral = _dihedral_block(samples, train, heldout)
     if dihedral is not None:
         result["dihedral"] = {k: v for k, v in dihedral.items() if k != "_angles"}
-    structural = _structural_block(samples, train, heldout)
+    structural = _structural_block(samples, train, heldout, args.coverage_thresholds)
     if structural is not None:
         result["structural"] = structural
+    states = _states_block(args.state, samples, train, heldout)
+    if states is not None:
+        result["states"] = states
     result["md_rate"] = _md_rate(args, train)
     result["plots"] = _plots(result, dihedral, out)
     result = jsonable(result)

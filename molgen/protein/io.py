@@ -55,22 +55,29 @@ def load_structure(path: str | Path) -> Any:
 
 
 def parse_trajectory_spec(spec: str | Path) -> tuple[Path, slice]:
-    """``FILE`` or ``FILE@start:stop`` (a frame slice, e.g. ``md.xtc@0:400``) -> (path, slice)."""
+    """``FILE`` or ``FILE@start:stop[:step]`` (a frame slice, e.g. ``md.xtc@0:400``, or ``path.dcd@1::2`` for
+    every other frame from the second) -> (path, slice)."""
     text = str(spec)
     path, sep, rng = text.rpartition("@") if "@" in text else (text, "", "")
     if not sep:
         return Path(text), slice(None)
-    start, _, stop = rng.partition(":")
+    parts = rng.split(":")
     try:
-        return Path(path), slice(int(start) if start else None, int(stop) if stop else None)
+        if len(parts) not in (2, 3):
+            raise ValueError
+        start, stop, step = (int(v) if v else None for v in parts + [""] * (3 - len(parts)))
+        if step is not None and step < 1:
+            raise ValueError
     except ValueError:
-        raise InputError(f"trajectory {text!r}: bad frame range; use FILE@start:stop") from None
+        raise InputError(f"trajectory {text!r}: bad frame range; use FILE@start:stop or FILE@start:stop:step "
+                         "(step >= 1)") from None
+    return Path(path), slice(start, stop, step)
 
 
 def load_trajectory(top: str | Path, trajs: Sequence[str | Path], *, stride: int = 1) -> Any:
     """Frames of one or more trajectory files (XTC, DCD, ...) on a topology (PDB, prmtop, ...), concatenated.
 
-    A file may be given as ``FILE@start:stop`` to take those frames only (:func:`parse_trajectory_spec`);
+    A file may be given as ``FILE@start:stop[:step]`` to take those frames only (:func:`parse_trajectory_spec`);
     ``stride`` applies after the slice.
 
     Raises:

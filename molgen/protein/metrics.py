@@ -15,11 +15,15 @@ Structural metrics (NTL9 and other proteins; mdtraj trajectories in nm, results 
 * :func:`contact_map`: per Cα pair the fraction of frames in contact (distance under 8 Å), and
   :func:`contact_map_js`: the Jensen-Shannon divergence of two contact maps, pair by pair as Bernoulli
   distributions, averaged over pairs;
+* :func:`coverage`: recall and precision of an ensemble against reference frames at Cα-RMSD thresholds;
+* :func:`rmsd_to_structure`: Cα RMSD of each frame to a reference state (for example adenylate kinase's
+  open and closed crystal structures);
 * :func:`integrated_autocorrelation_time`: of a scalar time series (for the rate of decorrelated MD frames).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,12 +35,14 @@ __all__ = [
     "ca_rmsf",
     "contact_map",
     "contact_map_js",
+    "coverage",
     "free_energy_difference",
     "integrated_autocorrelation_time",
     "js_divergence",
     "pairwise_ca_rmsd",
     "phi_psi_degrees",
     "ramachandran_histogram",
+    "rmsd_to_structure",
 ]
 
 KB_KJ_PER_MOL_K = 0.0083144626  # Boltzmann constant, kJ/(mol K)
@@ -58,7 +64,7 @@ def _wrap(deg: np.ndarray) -> np.ndarray:
 
 def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray, bin_degrees: float = 10.0) -> np.ndarray:
     """Normalised 2-D histogram (φ rows, ψ columns) of paired angles (degrees), ``360 / bin_degrees`` bins a side."""
-    n_bins = int(round(360.0 / bin_degrees))
+    n_bins = round(360.0 / bin_degrees)
     edges = np.linspace(-180.0, 180.0, n_bins + 1)
     h, _, _ = np.histogram2d(_wrap(phi).ravel(), _wrap(psi).ravel(), bins=[edges, edges])
     total = h.sum()
@@ -134,6 +140,41 @@ def pairwise_ca_rmsd(traj: Any, other: Any | None = None) -> np.ndarray:
     if other is None:
         return out[np.triu_indices(a.n_frames, k=1)]
     return out
+
+
+def coverage(rmsd: np.ndarray, thresholds_angstrom: Sequence[float]) -> dict[str, dict[str, float]]:
+    """Recall and precision of an ensemble against reference frames at Cα-RMSD thresholds.
+
+    Args:
+        rmsd: (F_ref, F_gen) Cα RMSD in Å between reference frames (rows) and generated ones (columns), as
+            :func:`pairwise_ca_rmsd` of ``(reference, generated)`` returns it.
+        thresholds_angstrom: thresholds in Å.
+
+    Returns:
+        ``{"recall": {t: ...}, "precision": {t: ...}}`` keyed by ``f"{t:g}"``: recall is the fraction of
+        reference frames with a generated frame within ``t``; precision the fraction of generated frames
+        within ``t`` of a reference frame (the COV-R / COV-P of conformer generation, for structures).
+    """
+    rmsd = np.asarray(rmsd, dtype=np.float64)
+    if rmsd.ndim != 2 or 0 in rmsd.shape:
+        raise ValueError(f"rmsd must be a non-empty (F_ref, F_gen) matrix, got shape {rmsd.shape}")
+    near_ref, near_gen = rmsd.min(1), rmsd.min(0)
+    return {"recall": {f"{t:g}": float((near_ref <= t).mean()) for t in thresholds_angstrom},
+            "precision": {f"{t:g}": float((near_gen <= t).mean()) for t in thresholds_angstrom}}
+
+
+def rmsd_to_structure(traj: Any, reference: Any) -> np.ndarray:
+    """(F,) Cα RMSD in Å of each frame to the first frame of ``reference`` after optimal superposition.
+
+    The two need the same number of Cα atoms in the same order (the same protein, any hydrogens or
+    atom naming); raises ValueError otherwise.
+    """
+    import mdtraj as md
+
+    a, b = _ca(traj), _ca(reference)
+    if a.n_atoms != b.n_atoms:
+        raise ValueError(f"the reference has {b.n_atoms} Cα atoms, the frames {a.n_atoms}")
+    return md.rmsd(a, b, 0) * 10.0
 
 
 def contact_map(traj: Any, cutoff_angstrom: float = 8.0, min_separation: int = 3) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 from molgen.bench.protein import main
 from molgen.errors import InputError
-from molgen.protein.io import parse_trajectory_spec
+from molgen.protein.io import load_structure, parse_trajectory_spec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "protein"
 
@@ -19,8 +19,10 @@ def test_trajectory_spec():
     assert parse_trajectory_spec("a.xtc") == (Path("a.xtc"), slice(None))
     assert parse_trajectory_spec("a.xtc@10:20") == (Path("a.xtc"), slice(10, 20))
     assert parse_trajectory_spec("a.xtc@:5") == (Path("a.xtc"), slice(None, 5))
-    with pytest.raises(InputError, match="frame range"):
-        parse_trajectory_spec("a.xtc@x:y")
+    assert parse_trajectory_spec("adk.dcd@1::2") == (Path("adk.dcd"), slice(1, None, 2))
+    for bad in ("a.xtc@x:y", "a.xtc@5", "a.xtc@0:10:0", "a.xtc@0:1:2:3"):
+        with pytest.raises(InputError, match="frame range"):
+            parse_trajectory_spec(bad)
 
 
 def test_bench_protein_smoke(checkpoint, tmp_path):
@@ -42,3 +44,29 @@ def test_bench_protein_smoke(checkpoint, tmp_path):
     md = (out / "protein.md").read_text()
     assert "MD (training) vs held-out MD" in md and "decorrelated frames per CPU-second" in md
     assert (out / "ramachandran.png").is_file()
+
+
+def test_bench_structural_coverage_and_states_on_nmr_models(tmp_path):
+    from molgen.bench.protein import _states_block, _structural_block, markdown
+
+    nmr = load_structure(DATA / "2EQQ.pdb")
+    samples, train, heldout = nmr[:8], nmr[8:14], nmr[14:]
+    s = _structural_block(samples, train, heldout, [1.0, 50.0])
+    cov = s["coverage_vs_heldout"]
+    assert s["coverage_frames"] == 6
+    for key in ("samples", "md_train"):
+        assert cov[key]["recall"]["50"] == 1.0 and cov[key]["precision"]["50"] == 1.0  # everything within 50 Å
+        assert 0.0 <= cov[key]["recall"]["1"] <= 1.0
+    ref = tmp_path / "model1.pdb"
+    nmr[0].save_pdb(str(ref))
+    st = _states_block([f"first={ref}"], samples, train, heldout)
+    assert st["first"]["summary"]["samples"]["min"] == pytest.approx(0.0, abs=1e-2)  # model 1 is a sample
+    assert len(st["first"]["rmsd_angstrom"]["md_heldout"]) == heldout.n_frames
+    with pytest.raises(InputError, match="NAME=PDB"):
+        _states_block(["no-equals-sign"], samples, train, heldout)
+    result = {"command": "x", "machine": "m", "date": "d", "model": "p", "model_step": 1,
+              "validity": {"n_valid": 8, "n_requested": 8, "valid_fraction": 1.0, "n_sampled": 8, "dropped": {}},
+              "structural": s, "states": st,
+              "speed": {"samples_per_cpu_second": 1.0, "cpu_seconds": 1.0, "wall_seconds": 1.0, "torch_threads": 1}}
+    text = markdown(result)
+    assert "Coverage recall at 1 Å" in text and "| first (`" in text

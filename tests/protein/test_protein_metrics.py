@@ -68,3 +68,28 @@ def test_integrated_autocorrelation_time():
     for k in range(1, len(x)):
         x[k] = a * x[k - 1] + rng.normal()
     assert m.integrated_autocorrelation_time(x) == pytest.approx(19.0, rel=0.15)
+
+
+def test_coverage_recall_and_precision():
+    # 2 reference frames x 3 generated: ref 0 has a sample at 0.5 Å, ref 1 only at 2.5 Å; sample 2 is far
+    rmsd = np.array([[0.5, 3.0, 9.0], [4.0, 2.5, 8.0]])
+    cov = m.coverage(rmsd, [1.0, 3.0])
+    assert cov["recall"] == {"1": 0.5, "3": 1.0}
+    assert cov["precision"] == {"1": pytest.approx(1 / 3), "3": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="non-empty"):
+        m.coverage(np.zeros((0, 3)), [1.0])
+
+
+def test_rmsd_to_structure_on_nmr_models():
+    nmr = md.load(str(DATA / "2EQQ.pdb"))
+    d = m.rmsd_to_structure(nmr, nmr[3])
+    assert d.shape == (nmr.n_frames,) and d[3] == pytest.approx(0.0, abs=1e-3)
+    # the same as mdtraj's Cα RMSD after superposition, in Å
+    ca = nmr.topology.select("name CA")
+    assert d == pytest.approx(md.rmsd(nmr, nmr, 3, atom_indices=ca) * 10.0, abs=1e-4)
+    # a rigid motion of the reference changes nothing; a different protein is refused
+    moved = nmr[3]
+    moved.xyz = moved.xyz @ np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32) + 1.0
+    assert m.rmsd_to_structure(nmr, moved) == pytest.approx(d, abs=1e-3)
+    with pytest.raises(ValueError, match="Cα"):
+        m.rmsd_to_structure(nmr, nmr.atom_slice(ca[:5]))
