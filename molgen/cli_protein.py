@@ -89,6 +89,9 @@ def train_cmd(
     stride: Annotated[int, typer.Option("--stride", min=1, help="Use every k-th frame.")] = 1,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Last fraction of each trajectory kept for "
                                                 "validation.")] = 0.1,
+    val_traj: Annotated[list[Path] | None, typer.Option(
+        "--val-traj", help="Validate on these frames (FILE or FILE@start:stop[:step], repeatable) instead of "
+        "the last --val-fraction of each --traj.", show_default=False)] = None,
     keep_frames: Annotated[int, typer.Option("--keep-frames", min=0, help="Training frames stored in the checkpoint "
                                              "as starting points of `sample --start frames`.")] = 0,
     steps: Steps = 20000,
@@ -100,7 +103,7 @@ def train_cmd(
     model_json: ModelJson = "{}",
 ) -> None:
     """Train the protein torsion model of one system on MD frames (mdtraj reads them; the last
-    --val-fraction of each trajectory validates). The checkpoint holds the system: `molgen protein sample
+    --val-fraction of each trajectory validates, or the --val-traj frames). The checkpoint holds the system: `molgen protein sample
     --model RUN/best.pt` needs nothing else."""
     import json
 
@@ -110,7 +113,7 @@ def train_cmd(
 
     try:
         options = {"top": str(top), "trajs": [str(t) for t in traj], "stride": stride, "val_fraction": val_fraction,
-                   "keep_frames": keep_frames}
+                   "keep_frames": keep_frames, "val_trajs": [str(t) for t in val_traj or []]}
         if name:
             options["name"] = name
         train(TrainConfig(task="protein", out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=200,

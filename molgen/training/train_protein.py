@@ -3,7 +3,10 @@
 The same task as small-molecule conformers (:class:`~molgen.training.train_conformers.TorsionTask`: torus
 noise process, :class:`~molgen.models.torsion_denoiser.TorsionDenoiser`, its loss), with other data: the
 frames of one or more trajectories of one system (``task_options``: ``top``, ``trajs``, ``stride``,
-``val_fraction``, ``name``, ``keep_frames``: training frames stored as starting points of partial diffusion), read with mdtraj (:func:`molgen.protein.io.load_trajectory`). The system
+``val_fraction``: the last fraction of each trajectory validates, or ``val_trajs``: trajectories that
+validate instead, e.g. ``adk_dims.dcd@3::4`` beside ``adk_dims.dcd@0::2``; ``name``; ``keep_frames``:
+training frames stored as starting points of partial diffusion), read with mdtraj
+(:func:`molgen.protein.io.load_trajectory`). The system
 (:class:`~molgen.protein.system.ProteinSystem`: structure, torsions, validation ranges over the training
 frames) is stored in the checkpoint, so the model samples its system with nothing else
 (:mod:`molgen.protein.sample`). Backbone φ, ψ, side-chain χ and every other rotatable bond are diffused;
@@ -47,25 +50,37 @@ class ProteinTask(TorsionTask):
         for label, path in [("topology", self.top)] + [("trajectory", str(parse_trajectory_spec(t)[0])) for t in self.trajs]:
             if not Path(path).is_file():
                 raise InputError(f"{label} {path}: file not found")
+        self.val_trajs = [str(t) for t in opts.get("val_trajs") or []]
+        for t in self.val_trajs:
+            if not parse_trajectory_spec(t)[0].is_file():
+                raise InputError(f"validation trajectory {parse_trajectory_spec(t)[0]}: file not found")
         self.stride = int(opts.get("stride", 1))
-        self.val_fraction = float(opts.get("val_fraction", 0.1))
+        # explicit validation trajectories replace the held-out tail of each training trajectory
+        self.val_fraction = 0.0 if self.val_trajs else float(opts.get("val_fraction", 0.1))
         self.system_name = str(opts.get("name") or Path(self.top).stem)
         self.keep_frames = int(opts.get("keep_frames", 0))
-        self._loaded: tuple[Any, np.ndarray, list[int]] | None = None
+        self._loaded: tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]] | None = None
 
-    def _load(self) -> tuple[Any, np.ndarray, list[int]]:
+    def _load(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """``(system, heavy-atom positions (F, N_heavy, 3) Å of all frames, train indices, val indices,
+        frames per training trajectory)``; validation frames come after the training ones."""
         if self._loaded is None:
+            import mdtraj as md
+
             from molgen.protein.io import load_trajectory
             from molgen.protein.system import ProteinSystem
 
             parts = [load_trajectory(self.top, [t], stride=self.stride) for t in self.trajs]
             lengths = [p.n_frames for p in parts]
-            train_idx, _ = time_split(lengths, self.val_fraction)
-            import mdtraj as md
-
-            frames = parts[0] if len(parts) == 1 else md.join(parts, check_topology=True, discard_overlapping_frames=False)
+            train_idx, val_idx = time_split(lengths, self.val_fraction)
+            val_parts = [load_trajectory(self.top, [t], stride=self.stride) for t in self.val_trajs]
+            if val_parts:
+                val_idx = np.arange(sum(lengths), sum(lengths) + sum(p.n_frames for p in val_parts))
+            everything = parts + val_parts
+            frames = (everything[0] if len(everything) == 1
+                      else md.join(everything, check_topology=True, discard_overlapping_frames=False))
             system = ProteinSystem.from_frames(frames[train_idx], self.system_name, keep_frames=self.keep_frames)
-            self._loaded = (system, system.heavy_positions(frames), lengths)
+            self._loaded = (system, system.heavy_positions(frames), train_idx, val_idx, lengths)
         return self._loaded
 
     @property
@@ -76,21 +91,26 @@ class ProteinTask(TorsionTask):
     def data_hash(self) -> str:
         from molgen.protein.io import parse_trajectory_spec
 
-        specs = [parse_trajectory_spec(t) for t in self.trajs]
-        return hash_of({"top": file_sha256(Path(self.top)),
-                        "trajs": [[file_sha256(p), s.start, s.stop] for p, s in specs],
-                        "stride": self.stride, "val_fraction": self.val_fraction})
+        def described(trajs: list[str]) -> list[list[Any]]:
+            specs = [parse_trajectory_spec(t) for t in trajs]
+            # the step enters only when given, so hashes of FILE@start:stop runs stay what they were
+            return [[file_sha256(p), s.start, s.stop] + ([s.step] if s.step else []) for p, s in specs]
+
+        description = {"top": file_sha256(Path(self.top)), "trajs": described(self.trajs),
+                       "stride": self.stride, "val_fraction": self.val_fraction}
+        if self.val_trajs:
+            description["val_trajs"] = described(self.val_trajs)
+        return hash_of(description)
 
     def datasets(self) -> tuple:
-        system, positions, lengths = self._load()
-        train_idx, val_idx = time_split(lengths, self.val_fraction)
+        system, positions, train_idx, val_idx, _ = self._load()
         if self.cfg.max_train_molecules:
             train_idx = train_idx[: self.cfg.max_train_molecules]
         return (TrajectoryFrames(system.graph, positions, train_idx),
                 TrajectoryFrames(system.graph, positions, val_idx[: self.cfg.val_molecules]))
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        system, _, lengths = self._load()
+        system, _, _, _, lengths = self._load()
         return {"system": system.to_dict(), "torsion_names": system.torsion_names, "frames": lengths,
                 "trajs": [Path(t).name for t in self.trajs], "top": Path(self.top).name, "stride": self.stride,
-                "val_fraction": self.val_fraction}
+                "val_fraction": self.val_fraction, "val_trajs": [Path(t).name for t in self.val_trajs]}

@@ -122,3 +122,25 @@ def test_partial_diffusion_from_stored_frames(checkpoint):
     assert np.median(gap) < 1.0
     with pytest.raises(InputError, match="start="):
         sample_ensemble(loaded, 2, start="nowhere")
+
+
+def test_explicit_validation_frames_replace_the_tail(tmp_path):
+    from molgen.training.train_protein import ProteinTask
+    from molgen.training.trainer import TrainConfig
+
+    xtc = TOP.parent / "frame0.xtc"
+
+    def task(**options):
+        return ProteinTask(TrainConfig(task="protein", out=str(tmp_path), val_molecules=1000,
+                                       task_options={"top": str(TOP), **options}))
+
+    split = task(trajs=[f"{xtc}@0:400:2"], val_trajs=[f"{xtc}@1:400:4"])
+    train, val = split.datasets()
+    assert len(train) == 200 and len(val) == 100  # every training frame trains; the others validate
+    tail = task(trajs=[f"{xtc}@0:400:2"])
+    train_t, val_t = tail.datasets()
+    assert len(train_t) == 180 and len(val_t) == 20  # default: the last 10 % validates
+    hashes = {split.data_hash(), tail.data_hash(), task(trajs=[f"{xtc}@0:400"]).data_hash()}
+    assert len(hashes) == 3  # the step and the validation frames are part of the data's identity
+    with pytest.raises(InputError, match="validation trajectory .*none.xtc: file not found"):
+        task(trajs=[str(xtc)], val_trajs=[str(tmp_path / "none.xtc")])
