@@ -3,7 +3,8 @@
 # (data/build_adk.sh) is split by frame parity: even frames train (49), frames 3, 7, 11, ... validate (24) and
 # frames 1, 5, 9, ... are held out for the benchmark (25), so the model must fill in the path between the
 # frames it saw. Reference states: the closed (1AKE) and open (4AKE) crystal structures. MD-vs-MD: the training
-# frames against the held-out ones. STEP=train trains (resumable), STEP=bench benchmarks.
+# frames against the held-out ones. STEP=train trains (resumable), STEP=bench benchmarks; VAL=1 benchmarks on
+# the validation frames instead (for sampler choices), never on the held-out ones.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 D=${ADK_DIR:-$HOME/.cache/molgen/adk}
@@ -15,7 +16,9 @@ if [[ "${STEP:-train}" == train ]]; then
     --name "adenylate kinase" --keep-frames 49 --batch-size "${BATCH:-2}" --lr 1e-3 \
     --max-minutes "${MINUTES:-45}" --threads "${THREADS:-2}" --device cpu
 else
+  HELDOUT="$DCD@1:98:4" OUT=${OUT:-benchmarks/protein_adk}
+  if [[ "${VAL:-0}" == 1 ]]; then HELDOUT="$DCD@3:98:4" OUT=${OUT}_val; fi
   molgen bench protein --model "$RUN/best.pt" --top $D/topology.pdb --train "$DCD@0:98:2" \
-    --heldout "$DCD@1:98:4" --state closed=$D/adk_closed.pdb --state open=$D/adk_open.pdb \
-    -n "${NUM:-200}" --threads "${THREADS:-2}" ${SAMPLER_ARGS:-} --out "${OUT:-benchmarks/protein_adk}"
+    --heldout "$HELDOUT" --state closed=$D/adk_closed.pdb --state open=$D/adk_open.pdb \
+    -n "${NUM:-200}" --threads "${THREADS:-2}" ${SAMPLER_ARGS:-} --out "$OUT"
 fi
