@@ -119,6 +119,7 @@ def markdown(points: list[dict[str, Any]], seconds_per_step: float | None = None
 def plot(points: list[dict[str, Any]], path: Path) -> None:
     """Atom/molecule stability and validity (%) against steps (log axis), with the targets dashed."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,6 +130,8 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
         ax.plot(steps, [100 * p["row"][key] for p in points], "o-", color=colour, label=label)
         ax.axhline(100 * target, color=colour, ls="--", lw=0.8)
     ax.set_xscale("log")
+    ax.set_xticks(steps, [f"{s:,}" for s in steps])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training steps")
     ax.set_ylabel("% (DDIM, 100 steps)")
     ax.set_ylim(0, 100)
