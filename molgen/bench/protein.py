@@ -266,7 +266,7 @@ def markdown(r: dict[str, Any]) -> str:
         if cov:
             for kind in ("recall", "precision"):
                 for t in cov["samples"][kind]:
-                    lines.append(f"| Coverage {kind} at {t} Å Cα RMSD ({s['coverage_frames']} frames each) | "
+                    lines.append(f"| Coverage {kind} at {t} Å Cα RMSD ({s['coverage_frames']} samples or training frames) | "
                                  f"{100 * cov['samples'][kind][t]:.1f} % | {100 * cov['md_train'][kind][t]:.1f} % |")
         lines.append("")
     st = r.get("states")
