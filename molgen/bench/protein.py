@@ -14,7 +14,8 @@ Metrics (:mod:`molgen.protein.metrics`), each where the system has them:
   distribution of pairwise Cα RMSD (median, and the 1-D Wasserstein distance to the held-out one), the
   contact-map JS divergence;
 * coverage: recall (held-out frames with a sample within each Cα-RMSD threshold) and precision (samples
-  within it of a held-out frame), with as many training frames in place of the samples as the MD floor;
+  within it of a held-out frame), up to 300 of each, with the training frames in place of the samples as the
+  MD floor;
 * reference states (``--state NAME=PDB``, e.g. adenylate kinase open and closed): Cα RMSD of samples,
   training and held-out frames to each;
 * validity: the fraction valid before the filter and the drops by reason, all delivered structures valid;
@@ -24,7 +25,8 @@ Metrics (:mod:`molgen.protein.metrics`), each where the system has them:
   of this process), divided by the slowest integrated autocorrelation time among cos/sin φ, ψ of the
   training frames (``--md-frame-ps`` apart).
 
-Outputs in ``--out``: ``protein.json`` (everything), ``protein.md`` (tables), ``ramachandran.png`` (MD
+Outputs in ``--out``: ``protein.json`` (everything), ``protein.md`` (tables), ``samples.xtc`` with its topology
+PDB (the delivered structures), ``ramachandran.png`` (MD
 train, MD held-out, samples), ``rmsf.png`` (Cα systems), ``states.png`` (two or more reference states).
 """
 
@@ -91,14 +93,14 @@ def _structural_block(samples: Any, train: Any, heldout: Any, thresholds: list[f
 
     pair = {k: m.pairwise_ca_rmsd(sub(t)) for k, t in (("samples", samples), ("md_train", train), ("md_heldout", heldout))}
     contacts = {k: m.contact_map(t) for k, t in (("samples", samples), ("md_train", train), ("md_heldout", heldout))}
-    # recall/precision against the held-out frames: the samples, and as many training frames as there are
-    # samples (at most 300 of each, evenly chosen at random) for the MD floor
-    k = min(300, samples.n_frames, train.n_frames)
-    cov = {key: m.coverage(m.pairwise_ca_rmsd(sub(heldout), sub(t, k)), thresholds)
-           for key, t in (("samples", samples), ("md_train", train))}
+    # recall/precision against the held-out frames: up to 300 samples, and up to 300 training frames for the
+    # MD floor (recall grows with the number of frames: the counts are reported beside)
+    ens = {"samples": sub(samples), "md_train": sub(train)}
+    ref = sub(heldout)
+    cov = {key: m.coverage(m.pairwise_ca_rmsd(ref, t), thresholds) for key, t in ens.items()}
     return {
         "coverage_vs_heldout": cov,
-        "coverage_frames": k,
+        "coverage_frames": {key: t.n_frames for key, t in ens.items()} | {"md_heldout": ref.n_frames},
         "rmsf_pearson_samples_vs_heldout": float(pearsonr(rmsf["samples"], rmsf["md_heldout"])[0]),
         "rmsf_pearson_md_train_vs_heldout": float(pearsonr(rmsf["md_train"], rmsf["md_heldout"])[0]),
         "rmsf_angstrom": {k: v.tolist() for k, v in rmsf.items()},
@@ -266,7 +268,9 @@ def markdown(r: dict[str, Any]) -> str:
         if cov:
             for kind in ("recall", "precision"):
                 for t in cov["samples"][kind]:
-                    lines.append(f"| Coverage {kind} at {t} Å Cα RMSD ({s['coverage_frames']} samples or training frames) | "
+                    n = s["coverage_frames"]
+                    lines.append(f"| Coverage {kind} at {t} Å Cα RMSD ({n['samples']} samples, {n['md_train']} "
+                                 f"training and {n['md_heldout']} held-out frames) | "
                                  f"{100 * cov['samples'][kind][t]:.1f} % | {100 * cov['md_train'][kind][t]:.1f} % |")
         lines.append("")
     st = r.get("states")
@@ -326,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from molgen.bench.provenance import command_line, machine_info, utc_now
     from molgen.bench.report import jsonable
+    from molgen.protein.io import write_ensemble
     from molgen.protein.sample import (
         load_protein_model,
         protein_sampling_options,
@@ -351,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res = sample_ensemble(loaded, args.num, seed=args.seed, options=opts, **how)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     samples = res.traj
+    written = write_ensemble(samples, out / "samples.xtc")  # for re-analysis; not committed (.gitignore)
     machine = machine_info("cpu")
     result: dict[str, Any] = {
         "benchmark": "protein", "command": command_line(["molgen", "bench", "protein"], argv), "date": utc_now(),
@@ -359,6 +365,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "md": {"train": args.train, "heldout": args.heldout, "train_frames": train.n_frames,
                "heldout_frames": heldout.n_frames, "stride": args.stride},
         "validity": res.summary(),
+        "samples_files": [p.name for p in written],
         "speed": {"cpu_seconds": cpu, "wall_seconds": wall, "torch_threads": torch.get_num_threads(),
                   "samples_per_cpu_second": samples.n_frames / cpu if cpu > 0 else None},
         "sampler": {"sampler": opts.sampler, "steps": opts.steps, "planar_bonds": opts.planar_bonds,

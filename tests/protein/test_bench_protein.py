@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mdtraj
 import pytest
 
 from molgen.bench.protein import main
@@ -44,6 +45,8 @@ def test_bench_protein_smoke(checkpoint, tmp_path):
     md = (out / "protein.md").read_text()
     assert "MD (training) vs held-out MD" in md and "decorrelated frames per CPU-second" in md
     assert (out / "ramachandran.png").is_file()
+    delivered = mdtraj.load(str(out / "samples.xtc"), top=str(out / "samples.top.pdb"))
+    assert delivered.n_frames == stored["validity"]["n_valid"] and stored["samples_files"] == ["samples.xtc", "samples.top.pdb"]
 
 
 def test_bench_structural_coverage_and_states_on_nmr_models(tmp_path):
@@ -53,7 +56,7 @@ def test_bench_structural_coverage_and_states_on_nmr_models(tmp_path):
     samples, train, heldout = nmr[:8], nmr[8:14], nmr[14:]
     s = _structural_block(samples, train, heldout, [1.0, 50.0])
     cov = s["coverage_vs_heldout"]
-    assert s["coverage_frames"] == 6
+    assert s["coverage_frames"] == {"samples": 8, "md_train": 6, "md_heldout": 6}
     for key in ("samples", "md_train"):
         assert cov[key]["recall"]["50"] == 1.0 and cov[key]["precision"]["50"] == 1.0  # everything within 50 Å
         assert 0.0 <= cov[key]["recall"]["1"] <= 1.0
