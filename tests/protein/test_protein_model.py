@@ -144,3 +144,17 @@ def test_explicit_validation_frames_replace_the_tail(tmp_path):
     assert len(hashes) == 3  # the step and the validation frames are part of the data's identity
     with pytest.raises(InputError, match="validation trajectory .*none.xtc: file not found"):
         task(trajs=[str(xtc)], val_trajs=[str(tmp_path / "none.xtc")])
+
+
+def test_rounds_are_sampled_in_memory_bounded_chunks(checkpoint):
+    loaded = load_protein_model(checkpoint)
+    opts = SamplingOptions(sampler="sde", steps=3)
+    whole = sample_ensemble(loaded, 7, seed=5, options=opts)
+    # 22 atoms per structure: chunks of 3 structures; the same number delivered, every one valid
+    chunked = sample_ensemble(loaded, 7, seed=5, options=opts, round_atoms=66)
+    assert chunked.traj.n_frames == whole.traj.n_frames
+    assert chunked.n_sampled >= chunked.traj.n_frames
+    big = sample_ensemble(loaded, 7, seed=5, options=opts, round_atoms=10**9)  # one chunk: the default path
+    np.testing.assert_allclose(big.traj.xyz, whole.traj.xyz)
+    with pytest.raises(InputError, match="round_atoms"):
+        sample_ensemble(loaded, 2, round_atoms=0)
