@@ -187,7 +187,7 @@ def sample_ensemble(
     if start not in ("prior", "frames"):
         raise InputError(f"start={start!r}: use 'prior' or 'frames'")
     opts = options or protein_sampling_options()
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     system = protein_system_of(loaded)
     tsys = loaded.meta.get("_torsion_system")
     if tsys is None:
@@ -223,4 +223,4 @@ def sample_ensemble(
     xyz = np.stack(kept[:n]) if kept else np.zeros((0, system.num_atoms, 3), dtype=np.float32)
     traj = md.Trajectory(xyz, system.topology)
     return EnsembleResult(traj=traj, n_requested=n, n_sampled=n_sampled, rounds=rounds, dropped=dropped,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - t0)

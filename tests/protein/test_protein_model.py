@@ -120,6 +120,16 @@ def test_partial_diffusion_from_stored_frames(checkpoint):
     ref_phi = md.compute_phi(md.Trajectory(system.frames / 10.0, system.topology))[1][:, 0]
     gap = np.abs((phi[:, None] - ref_phi[None, :] + np.pi) % (2 * np.pi) - np.pi).min(1)
     assert np.median(gap) < 1.0
+    # the start and its noise level are honoured (a timer once shadowed `start`, so every run began from the
+    # prior): from a small sigma, phi stays near the stored frames; the three starts give three ensembles
+    near = sample_ensemble(loaded, 10, seed=2, options=opts, start="frames", sigma_start=0.04)
+    prior = sample_ensemble(loaded, 10, seed=2, options=opts, start="prior")
+    phi_near = md.compute_phi(near.traj)[1][:, 0]
+    gap_near = np.abs((phi_near[:, None] - ref_phi[None, :] + np.pi) % (2 * np.pi) - np.pi).min(1)
+    assert np.median(gap_near) < 0.2
+    n = min(near.traj.n_frames, prior.traj.n_frames, traj.n_frames)
+    assert not np.allclose(near.traj.xyz[:n], prior.traj.xyz[:n])
+    assert not np.allclose(near.traj.xyz[:n], traj.xyz[:n])
     with pytest.raises(InputError, match="start="):
         sample_ensemble(loaded, 2, start="nowhere")
 
