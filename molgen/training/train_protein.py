@@ -47,13 +47,12 @@ class ProteinTask(TorsionTask):
         self.trajs = [str(t) for t in opts["trajs"]]
         from molgen.protein.io import parse_trajectory_spec
 
-        for label, path in [("topology", self.top)] + [("trajectory", str(parse_trajectory_spec(t)[0])) for t in self.trajs]:
+        self.val_trajs = [str(t) for t in opts.get("val_trajs") or []]
+        for label, path in ([("topology", self.top)]
+                            + [("trajectory", str(parse_trajectory_spec(t)[0])) for t in self.trajs]
+                            + [("validation trajectory", str(parse_trajectory_spec(t)[0])) for t in self.val_trajs]):
             if not Path(path).is_file():
                 raise InputError(f"{label} {path}: file not found")
-        self.val_trajs = [str(t) for t in opts.get("val_trajs") or []]
-        for t in self.val_trajs:
-            if not parse_trajectory_spec(t)[0].is_file():
-                raise InputError(f"validation trajectory {parse_trajectory_spec(t)[0]}: file not found")
         self.stride = int(opts.get("stride", 1))
         # explicit validation trajectories replace the held-out tail of each training trajectory
         self.val_fraction = 0.0 if self.val_trajs else float(opts.get("val_fraction", 0.1))
