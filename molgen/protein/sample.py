@@ -152,9 +152,12 @@ def sample_ensemble(
     batch_atoms: int | None = None,
     start: str = "prior",
     sigma_start: float = 0.5,
-    round_atoms: int = 500_000,
 ) -> EnsembleResult:
     """Sample until ``n`` structures of the model's system pass validation, or ``max_rounds`` rounds ran.
+
+    Memory stays bounded for large systems and large ``n``: the torsion sampler evaluates the denoiser in
+    chunks of ``batch_atoms`` heavy atoms and splits a round whose torsion index is too large
+    (:data:`molgen.sampling.conformer_sampler.MAX_TORSION_PAIRS`).
 
     Args:
         loaded: a protein model (:func:`load_protein_model`).
@@ -168,9 +171,6 @@ def sample_ensemble(
         start: ``"prior"`` (every torsion uniform) or ``"frames"`` (partial diffusion from stored training
             frames, see the module docstring).
         sigma_start: noise level of ``start="frames"`` (radians).
-        round_atoms: memory bound: a round is sampled and validated in chunks of at most this many atoms
-            (``round_atoms // atoms per structure`` structures, at least one); the chunks of a round use
-            seeds derived from the round's.
     """
     import mdtraj as md
 
@@ -182,8 +182,8 @@ def sample_ensemble(
         sample_requests,
     )
 
-    if n < 1 or max_rounds < 1 or round_atoms < 1:
-        raise InputError(f"n={n}, max_rounds={max_rounds} and round_atoms={round_atoms} must be >= 1")
+    if n < 1 or max_rounds < 1:
+        raise InputError(f"n={n} and max_rounds={max_rounds} must be >= 1")
     if start not in ("prior", "frames"):
         raise InputError(f"start={start!r}: use 'prior' or 'frames'")
     opts = options or protein_sampling_options()
@@ -200,25 +200,22 @@ def sample_ensemble(
         missing = n - len(kept)
         rate = max(0.05, 1.0 - sum(dropped.values()) / n_sampled) if n_sampled else 1.0
         m = max(1, math.ceil(missing * oversample / rate))
-        cap = max(1, round_atoms // system.num_atoms)
-        for chunk, first in enumerate(range(0, m, cap)):
-            k = min(cap, m - first)
-            chunk_seed = int(seed) + 1_000_003 * rounds + 7_919 * chunk
-            if start == "frames":
-                starts = _perturbed_frames(system, tsys, k, sigma_start, chunk_seed, opts.planar_bonds == "fixed")
-                req = SampleRequest(tsys, k, chunk_seed, structures=starts)
-                chunk_opts = opts.replace(n=k, sigma_start=sigma_start)
-            else:
-                req = SampleRequest(tsys, k, chunk_seed, structures=structure)
-                chunk_opts = opts.replace(n=k)
-            (coords,) = sample_requests(loaded, [req], chunk_opts, batch_atoms=batch_atoms or DEFAULT_BATCH_ATOMS)
-            if isinstance(coords, Exception):
-                raise coords
-            frames = md.Trajectory((coords / 10.0).astype(np.float32), system.topology)
-            result = validate_frames(frames, geometry=system.geometry)
-            dropped.update(result.counts)
-            kept.extend(frames.xyz[result.valid])
-            n_sampled += k
+        round_seed = int(seed) + 1_000_003 * rounds
+        if start == "frames":
+            starts = _perturbed_frames(system, tsys, m, sigma_start, round_seed, opts.planar_bonds == "fixed")
+            req = SampleRequest(tsys, m, round_seed, structures=starts)
+            round_opts = opts.replace(n=m, sigma_start=sigma_start)
+        else:
+            req = SampleRequest(tsys, m, round_seed, structures=structure)
+            round_opts = opts.replace(n=m)
+        (coords,) = sample_requests(loaded, [req], round_opts, batch_atoms=batch_atoms or DEFAULT_BATCH_ATOMS)
+        if isinstance(coords, Exception):
+            raise coords
+        frames = md.Trajectory((coords / 10.0).astype(np.float32), system.topology)
+        result = validate_frames(frames, geometry=system.geometry)
+        dropped.update(result.counts)
+        kept.extend(frames.xyz[result.valid])
+        n_sampled += m
         rounds += 1
     xyz = np.stack(kept[:n]) if kept else np.zeros((0, system.num_atoms, 3), dtype=np.float32)
     traj = md.Trajectory(xyz, system.topology)

@@ -10,10 +10,14 @@ For each :class:`SampleRequest` (a molecule, a number of conformers, a seed):
    request's own generator, so a molecule's conformers do not depend on which other molecules share
    its batch.
 3. Reverse diffusion on the torus (:func:`molgen.diffusion.samplers.ode_sample` or ``sde_sample``):
-   requests are packed into denoiser batches of at most ``batch_atoms`` heavy atoms (conformers × heavy
-   atoms; a request larger than the budget gets a batch of its own); the denoiser reads the heavy atoms,
-   its scores move all atoms through exact rotations about the rotatable bonds, so bond lengths, angles
-   and stereochemistry never change.
+   requests are packed into groups of at most ``batch_atoms`` heavy atoms (conformers × heavy atoms); a
+   request larger than the budget gets a group of its own, whose denoiser calls still see at most
+   ``batch_atoms`` heavy atoms (the group is evaluated in consecutive chunks of whole conformers, and
+   identical chunks share one collated graph). A request whose torsion index (conformers × atoms moved
+   by each torsion) exceeds ``max_torsion_pairs`` is split into pieces with their own noise streams,
+   which bounds the memory of large systems (a protein ensemble of thousands of structures). The
+   denoiser reads the heavy atoms, its scores move all atoms through exact rotations about the
+   rotatable bonds, so bond lengths, angles and stereochemistry never change.
 
 Validation, resampling and post-processing are the job of :mod:`molgen.sampling.pipeline`.
 """
@@ -35,14 +39,16 @@ from molgen.diffusion.samplers import ode_sample, sde_sample
 from molgen.diffusion.torsion_ops import TorsionIndex, apply_torsion_deltas, dihedrals
 from molgen.diffusion.torus import TorusSchedule, wrap_angle
 from molgen.errors import MoleculeError
-from molgen.models.graph import collate_graphs, topological_distances
+from molgen.models.graph import GraphBatch, collate_graphs, topological_distances
 from molgen.models.registry import LoadedModel, load_model
 from molgen.sampling.options import SamplingOptions
 
-__all__ = ["DEFAULT_BATCH_ATOMS", "SampleRequest", "TorsionSystem", "rdkit_seed", "sample_conformers", "sample_requests"]
+__all__ = ["DEFAULT_BATCH_ATOMS", "MAX_TORSION_PAIRS", "SampleRequest", "TorsionSystem", "rdkit_seed", "sample_conformers", "sample_requests"]
 
 #: heavy atoms (conformers × heavy atoms per conformer) of one denoiser call on the CPU
 DEFAULT_BATCH_ATOMS = 4096
+#: torsion-atom pairs (conformers × atoms moved by each torsion) of one sampling group: about 0.5 GB of index
+MAX_TORSION_PAIRS = 1 << 25
 
 
 def rdkit_seed(seed: int) -> int:
@@ -155,11 +161,57 @@ def _pack(requests: Sequence[SampleRequest], batch_atoms: int) -> list[list[int]
     return pack_by_cost([req.n * max(1, req.system.graph.num_nodes) for req in requests], batch_atoms)
 
 
+def _denoiser_chunks(
+    items: Sequence[dict], heavy: torch.Tensor, batch_atoms: int, dev: torch.device
+) -> list[tuple[GraphBatch, torch.Tensor]]:
+    """The group's conformer graphs ``items`` (in order) as consecutive denoiser batches of at most
+    ``batch_atoms`` heavy atoms (at least one graph each), with the indices ``heavy`` of each chunk's heavy
+    atoms in the group's state. Chunks of the same graphs share one collated batch (a request's copies)."""
+    sizes = [len(it["node_features"]) for it in items]
+    cached: dict[tuple[int, ...], GraphBatch] = {}
+    chunks = []
+    off = 0
+    for group in pack_by_cost(sizes, batch_atoms):
+        key = tuple(id(items[i]) for i in group)
+        if key not in cached:
+            cached[key] = collate_graphs([items[i] for i in group]).to(dev)
+        n_heavy = sum(sizes[i] for i in group)
+        chunks.append((cached[key], heavy[off : off + n_heavy].to(dev)))
+        off += n_heavy
+    return chunks
+
+
+def _split_large(requests: Sequence[SampleRequest], max_pairs: int) -> tuple[list[SampleRequest], list[int]]:
+    """Requests whose torsion index would exceed ``max_pairs`` torsion-atom pairs, split into pieces of
+    whole conformers (prior and starts sliced from the request's; each piece after the first draws its
+    SDE noise from a seed derived from the request's). Returns the pieces and each piece's request."""
+    pieces: list[SampleRequest] = []
+    owner: list[int] = []
+    for i, req in enumerate(requests):
+        per_copy = int(np.count_nonzero(req.system.graph.full_torsion_masks))
+        size = max(1, max_pairs // max(1, per_copy))
+        if req.n <= size:
+            pieces.append(req)
+            owner.append(i)
+            continue
+        n_t = len(req.system.graph.full_torsions)
+        for k, first in enumerate(range(0, req.n, size)):
+            m = min(size, req.n - first)
+            piece = SampleRequest(req.system, m, int(req.seed) + 7_919 * k)
+            piece.start = req.start[first : first + m]
+            piece.prior = req.prior[first * n_t : (first + m) * n_t]
+            pieces.append(piece)
+            owner.append(i)
+    return pieces, owner
+
+
 @torch.no_grad()
 def _sample_group(
-    loaded: LoadedModel, reqs: Sequence[SampleRequest], options: SamplingOptions, schedule: TorusSchedule
+    loaded: LoadedModel, reqs: Sequence[SampleRequest], options: SamplingOptions, schedule: TorusSchedule,
+    batch_atoms: int,
 ) -> list[np.ndarray]:
-    """Reverse diffusion of the torsions of every request in one denoiser batch."""
+    """Reverse diffusion of the torsions of every request of one group (denoiser calls of at most
+    ``batch_atoms`` heavy atoms)."""
     dev = torch.device(loaded.device)
     pos_parts, axis, rank, pair_t, pair_a, heavy, planar, refs, items = [], [], [], [], [], [], [], [], []
     atom_off = tor_off = 0
@@ -188,20 +240,21 @@ def _sample_group(
         tor_off += n * n_t
     pos = torch.cat(pos_parts).to(dev)
     index = TorsionIndex.build(torch.cat(axis), torch.cat(rank), torch.cat(pair_t), torch.cat(pair_a)).to(dev)
+    chunks = _denoiser_chunks(items, torch.cat(heavy), batch_atoms, dev)
     planar_t = torch.cat(planar).to(dev)
     free = (~planar_t).float() if options.planar_bonds == "fixed" else torch.ones_like(planar_t, dtype=torch.float32)
     prior = torch.cat([req.prior for req in reqs]).to(dev)
     if options.sigma_start is None:
         pos = apply_torsion_deltas(pos, index, prior * free)
-    batch = collate_graphs(items).to(dev)
-    heavy_t = torch.cat(heavy).to(dev)
-    n_graphs = len(items)
     scale = float(options.score_scale)
 
     def score_fn(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sigma = sigma.expand(n_graphs).to(state.dtype)
-        raw = loaded.module(batch.with_pos(state[heavy_t]), sigma)
-        score = schedule.score_from_sigma(raw, sigma[batch.torsion_graph])
+        parts = []
+        for batch, heavy_t in chunks:
+            sig = sigma.expand(batch.num_graphs).to(state.dtype)
+            raw = loaded.module(batch.with_pos(state[heavy_t]), sig)
+            parts.append(schedule.score_from_sigma(raw, sig[batch.torsion_graph]))
+        score = torch.cat(parts)
         return score * scale if scale != 1.0 else score
 
     def apply_fn(state: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -232,12 +285,15 @@ def sample_requests(
     options: SamplingOptions,
     *,
     batch_atoms: int = DEFAULT_BATCH_ATOMS,
+    max_torsion_pairs: int = MAX_TORSION_PAIRS,
 ) -> list[np.ndarray | Exception]:
     """Sample every request; returns per request ``(n, n_atoms, 3)`` Å coordinates or the error that
     stopped it (e.g. :class:`~molgen.errors.MoleculeError` when it cannot be embedded).
 
-    The result of a request depends only on its molecule, ``n``, seed and ``options``, not on the other
-    requests or ``batch_atoms`` (up to float32 rounding in the denoiser).
+    The result of a request depends only on its molecule, ``n``, seed, ``options`` and
+    ``max_torsion_pairs``, not on the other requests or ``batch_atoms`` (up to float32 rounding in the
+    denoiser). ``batch_atoms`` bounds the heavy atoms of one denoiser call, ``max_torsion_pairs`` the
+    torsion index of one group (see the module docstring).
     """
     schedule: TorusSchedule = loaded.schedule
     if options.sigma_start is not None:
@@ -258,10 +314,14 @@ def sample_requests(
         gen = torch.Generator().manual_seed(int(req.seed))
         req.prior = loaded.schedule.sample_prior((req.n * n_t,), gen)
         pending.append(i)
-    for group in _pack([requests[i] for i in pending], batch_atoms):
-        idx = [pending[j] for j in group]
-        for i, coords in zip(idx, _sample_group(loaded, [requests[i] for i in idx], options, schedule)):
-            results[i] = coords
+    pieces, owner = _split_large([requests[i] for i in pending], max_torsion_pairs)
+    parts: list[list[np.ndarray]] = [[] for _ in pending]
+    for group in _pack(pieces, batch_atoms):
+        coords = _sample_group(loaded, [pieces[j] for j in group], options, schedule, batch_atoms)
+        for j, c in zip(group, coords):
+            parts[owner[j]].append(c)
+    for k, i in enumerate(pending):
+        results[i] = parts[k][0] if len(parts[k]) == 1 else np.concatenate(parts[k])
     for req in requests:
         req.start = req.prior = None
     return results  # type: ignore[return-value]

@@ -156,15 +156,14 @@ def test_explicit_validation_frames_replace_the_tail(tmp_path):
         task(trajs=[str(xtc)], val_trajs=[str(tmp_path / "none.xtc")])
 
 
-def test_rounds_are_sampled_in_memory_bounded_chunks(checkpoint):
+def test_denoiser_chunks_do_not_change_an_ensemble(checkpoint):
+    """Memory bound: denoiser calls of one structure each give the same ensemble as the default batch."""
     loaded = load_protein_model(checkpoint)
     opts = SamplingOptions(sampler="sde", steps=3)
     whole = sample_ensemble(loaded, 7, seed=5, options=opts)
-    # 22 atoms per structure: chunks of 3 structures; the same number delivered, every one valid
-    chunked = sample_ensemble(loaded, 7, seed=5, options=opts, round_atoms=66)
-    assert chunked.traj.n_frames == whole.traj.n_frames
-    assert chunked.n_sampled >= chunked.traj.n_frames
-    big = sample_ensemble(loaded, 7, seed=5, options=opts, round_atoms=10**9)  # one chunk: the default path
-    np.testing.assert_allclose(big.traj.xyz, whole.traj.xyz)
-    with pytest.raises(InputError, match="round_atoms"):
-        sample_ensemble(loaded, 2, round_atoms=0)
+    heavy = protein_system_of(loaded).topology.select("element != H").size
+    chunked = sample_ensemble(loaded, 7, seed=5, options=opts, batch_atoms=heavy)
+    assert chunked.traj.n_frames == whole.traj.n_frames == 7
+    np.testing.assert_allclose(chunked.traj.xyz, whole.traj.xyz, atol=1e-4)  # nm, float32 rounding only
+    with pytest.raises(InputError, match="n=0"):
+        sample_ensemble(loaded, 0)
