@@ -92,8 +92,10 @@ def train_cmd(
     val_traj: Annotated[list[Path] | None, typer.Option(
         "--val-traj", help="Validate on these frames (FILE or FILE@start:stop[:step], repeatable) instead of "
         "the last --val-fraction of each --traj.", show_default=False)] = None,
-    keep_frames: Annotated[int, typer.Option("--keep-frames", min=0, help="Training frames stored in the checkpoint "
-                                             "as starting points of `sample --start frames`.")] = 0,
+    keep_frames: Annotated[int, typer.Option("--keep-frames", min=0, help="Training frames (evenly spaced) stored "
+                                             "in the checkpoint: the local structures (bond lengths, angles) "
+                                             "samples are drawn on, and the starting points of `sample --start "
+                                             "frames`; 0 samples on the first frame only.")] = 1000,
     steps: Steps = 20000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per step.")] = 32,
     lr: LearningRate = 1e-3,

@@ -10,4 +10,4 @@ cd "$(dirname "$0")/../.."
 D=data/protein/ala2_md
 molgen protein train --top $D/rep1/topology.pdb --traj $D/rep1/trajectory.xtc --out "${RUN:-$HOME/.cache/molgen/runs/ala2_v2}" \
   --name alanine-dipeptide --val-fraction 0.1 --batch-size "${BATCH:-64}" --steps "${STEPS:-200000}" \
-  --max-minutes "${MINUTES:-150}" --threads "${THREADS:-1}" --device cpu --model-json "${MODEL_JSON:-{\}}"
+  --keep-frames "${KEEP:-1000}" --max-minutes "${MINUTES:-150}" --threads "${THREADS:-1}" --device cpu --model-json "${MODEL_JSON:-{\}}"

@@ -4,14 +4,15 @@ A :class:`ProteinSystem` is built once from a topology and reference frames (the
 one structure) and travels inside checkpoints (:meth:`ProteinSystem.to_dict`), so a trained model samples
 its system offline with nothing but the checkpoint:
 
-* ``structure``: the first reference frame (``mdtraj.Trajectory``, nm): its bond lengths and angles are the
-  ones every sample keeps (torsional diffusion moves atoms only about rotatable bonds);
+* ``structure``: the first reference frame (``mdtraj.Trajectory``, nm): the topology, and the local structure
+  (bond lengths and angles) of samples when no frames are stored;
 * ``mol``: its RDKit molecule (:func:`molgen.protein.featurize.protein_mol`), atom ``i`` = topology atom ``i``;
 * ``graph``: the heavy-atom graph and rotatable torsions of the torsion model (:func:`molgen.chem.featurize.featurize`);
 * ``geometry``: the validation reference (:class:`molgen.protein.validate.ProteinGeometry`): bonds and the
   ranges of bond lengths and angles over the reference frames;
-* ``frames``: optionally, (F, n_atoms, 3) Å reference frames kept as starting points of partial diffusion
-  (:func:`molgen.protein.sample.sample_ensemble` with ``start="frames"``).
+* ``frames``: optionally, (F, n_atoms, 3) Å reference frames, evenly spaced over the training frames: the
+  local structures samples are drawn on, and the starting points of partial diffusion
+  (:func:`molgen.protein.sample.sample_ensemble`).
 """
 
 from __future__ import annotations

@@ -4,13 +4,15 @@ The same task as small-molecule conformers (:class:`~molgen.training.train_confo
 noise process, :class:`~molgen.models.torsion_denoiser.TorsionDenoiser`, its loss), with other data: the
 frames of one or more trajectories of one system (``task_options``: ``top``, ``trajs``, ``stride``,
 ``val_fraction``: the last fraction of each trajectory validates, or ``val_trajs``: trajectories that
-validate instead, e.g. ``adk_dims.dcd@3::4`` beside ``adk_dims.dcd@0::2``; ``name``; ``keep_frames``:
-training frames stored as starting points of partial diffusion), read with mdtraj
+validate instead, e.g. ``adk_dims.dcd@3::4`` beside ``adk_dims.dcd@0::2``; ``name``; ``keep_frames``,
+default 1000: training frames stored as the local structures of samples and the starting points of partial
+diffusion), read with mdtraj
 (:func:`molgen.protein.io.load_trajectory`). The system
 (:class:`~molgen.protein.system.ProteinSystem`: structure, torsions, validation ranges over the training
 frames) is stored in the checkpoint, so the model samples its system with nothing else
 (:mod:`molgen.protein.sample`). Backbone φ, ψ, side-chain χ and every other rotatable bond are diffused;
-bond lengths and angles stay those of the first frame.
+bond lengths and angles stay those of each training frame (and, when sampling, of the stored frame a sample
+is drawn on).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class ProteinTask(TorsionTask):
         # explicit validation trajectories replace the held-out tail of each training trajectory
         self.val_fraction = 0.0 if self.val_trajs else float(opts.get("val_fraction", 0.1))
         self.system_name = str(opts.get("name") or Path(self.top).stem)
-        self.keep_frames = int(opts.get("keep_frames", 0))
+        self.keep_frames = int(opts.get("keep_frames", 1000))
         self._loaded: tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]] | None = None
 
     def _load(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]]:

@@ -56,13 +56,19 @@ def test_sampling_keeps_bond_lengths_and_validates(checkpoint):
     traj = result.traj
     assert traj.n_frames + sum(result.dropped.values()) <= result.n_sampled
     assert traj.n_frames == 24 or result.rounds == 10
+    # every sample is drawn on one stored training frame: it keeps that frame's bond lengths (torsion moves
+    # never change them) and, omega being fixed, its amide torsion; phi/psi move
+    assert system.frames is not None and len(system.frames) > 1
+    stored = md.Trajectory(system.frames / 10.0, system.topology)
     bonds = system.geometry.bonds
-    ref = np.linalg.norm(np.diff(system.structure.xyz[0][bonds], axis=1)[:, 0], axis=-1)
-    got = np.linalg.norm(traj.xyz[:, bonds[:, 0]] - traj.xyz[:, bonds[:, 1]], axis=-1)
-    np.testing.assert_allclose(got, np.broadcast_to(ref, got.shape), atol=2e-5)  # nm: torsion moves keep bonds
-    # omega fixed: the amide torsions keep the structure's value; phi/psi move
+    ref = md.compute_distances(stored, bonds)  # (F, B) nm
+    got = md.compute_distances(traj, bonds)  # (S, B)
+    gap = np.abs(got[:, None, :] - ref[None, :, :]).max(-1)  # (S, F)
+    match = gap.argmin(1)
+    assert gap.min(1).max() < 2e-5  # nm
+    assert len(set(match.tolist())) > 1  # drawn on several frames
     omega = md.compute_dihedrals(traj, [[1, 4, 6, 8]])
-    np.testing.assert_allclose(omega, md.compute_dihedrals(system.structure, [[1, 4, 6, 8]]).repeat(24, 0), atol=1e-3)
+    np.testing.assert_allclose(omega, md.compute_dihedrals(stored, [[1, 4, 6, 8]])[match], atol=1e-3)
     phi = md.compute_phi(traj)[1]
     assert phi.std() > 0.1
     again = sample_ensemble(loaded, 24, seed=5, options=SamplingOptions(steps=4, planar_bonds="fixed"))
@@ -167,3 +173,21 @@ def test_denoiser_chunks_do_not_change_an_ensemble(checkpoint):
     np.testing.assert_allclose(chunked.traj.xyz, whole.traj.xyz, atol=1e-4)  # nm, float32 rounding only
     with pytest.raises(InputError, match="n=0"):
         sample_ensemble(loaded, 0)
+
+
+def test_local_structures_are_drawn_from_stored_frames(checkpoint):
+    """Samples start from stored training frames drawn at random; a model without frames uses its structure."""
+    import copy
+
+    from molgen.protein.sample import _drawn_frames
+
+    system = protein_system_of(load_protein_model(checkpoint))
+    drawn = _drawn_frames(system, 50, np.random.default_rng(3))
+    assert drawn.shape == (50, system.num_atoms, 3)
+    exact = [int(np.argmin(np.abs(system.frames - d).reshape(len(system.frames), -1).max(1))) for d in drawn]
+    assert all(np.abs(system.frames[k] - d).max() < 1e-5 for k, d in zip(exact, drawn))
+    assert len(set(exact)) > 10
+    bare = copy.copy(system)
+    bare.frames = None
+    np.testing.assert_allclose(_drawn_frames(bare, 3, np.random.default_rng(3)),
+                               np.repeat(system.structure.xyz[:1] * 10.0, 3, axis=0), atol=1e-5)
