@@ -144,6 +144,10 @@ def sample_cmd(
     start: Annotated[str, typer.Option("--start", help="prior (every torsion uniform) or frames (partial diffusion "
                                        "from the model's stored training frames).")] = "prior",
     sigma_start: Annotated[float, typer.Option("--sigma-start", help="Noise level of --start frames (radians).")] = 0.5,
+    clash_relief: Annotated[bool, typer.Option(
+        "--clash-relief/--no-clash-relief", help="Relieve structures that fail only for heavy-atom clashes by "
+        "turning rotatable bonds (bonds and angles kept), then validate them again; without it they are "
+        "dropped.")] = False,
     threads: Threads = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
 ) -> None:
@@ -156,7 +160,12 @@ def sample_cmd(
         import torch
 
         from molgen.protein.io import ensemble_format, write_ensemble
-        from molgen.protein.sample import load_protein_model, protein_sampling_options, sample_ensemble
+        from molgen.protein.sample import (
+            load_protein_model,
+            protein_sampling_options,
+            sample_ensemble,
+        )
+        from molgen.sampling.clash_relief import ClashRelief
 
         ensemble_format(output)  # an unknown format fails before sampling
 
@@ -165,14 +174,15 @@ def sample_cmd(
         opts = protein_sampling_options(sampler=sampler, planar_bonds=planar_bonds, steps=steps)
         loaded = load_protein_model(model, system=system, device=device)
         result = sample_ensemble(loaded, n, seed=seed, options=opts, max_rounds=max_rounds, start=start,
-                                 sigma_start=sigma_start)
+                                 sigma_start=sigma_start, clash_relief=ClashRelief() if clash_relief else None)
         paths = write_ensemble(result.traj, output) if result.traj.n_frames else []
     except InputError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     s = result.summary()
     typer.echo(f"{s['n_valid']} of {n} structures valid ({s['n_sampled']} sampled in {s['rounds']} round(s), "
-               f"{100 * s['valid_fraction']:.1f} % valid before the filter, {s['seconds']:.1f} s)"
+               f"{100 * s['valid_fraction']:.1f} % valid before the filter"
+               + (f", {s['relieved']} more after clash relief" if s["relieved"] else "") + f", {s['seconds']:.1f} s)"
                + (f"; wrote {', '.join(str(p) for p in paths)}" if paths else ""), err=True)
     for reason, count in sorted(result.dropped.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  dropped: {count} x {reason}", err=True)

@@ -236,8 +236,9 @@ def markdown(r: dict[str, Any]) -> str:
     """Tables of a result (see :func:`main`)."""
     lines = [f"`{r['command']}` · {r['machine']} · {r['date']} · model `{r['model']}` (step {r['model_step']})", ""]
     v = r["validity"]
+    relief = (f", {100 * v['relieved_fraction']:.1f} % more after clash relief" if v.get("relieved") else "")
     lines += [f"{v['n_valid']} of {v['n_requested']} structures delivered, all valid; {100 * v['valid_fraction']:.1f} % "
-              f"valid before the filter ({v['n_sampled']} sampled" + (", dropped: " + ", ".join(
+              f"valid before the filter{relief} ({v['n_sampled']} sampled" + (", dropped: " + ", ".join(
                   f"{k} {c}" for k, c in v["dropped"].items()) if v["dropped"] else "") + ").", ""]
     d = r.get("dihedral")
     if d:
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default="prior", choices=("prior", "frames"),
                    help="prior: every torsion uniform; frames: partial diffusion from the model's stored frames")
     p.add_argument("--sigma-start", type=float, default=0.5, help="noise level of --start frames (radians)")
+    p.add_argument("--clash-relief", action="store_true",
+                   help="relieve structures that fail only for clashes by torsion moves, then validate again")
     p.add_argument("--coverage-thresholds", type=float, nargs="+", default=[1.0, 2.0, 3.0],
                    help="Cα-RMSD thresholds (Å) of the coverage recall/precision against the held-out frames")
     p.add_argument("--state", action="append", default=[], metavar="NAME=PDB",
@@ -337,6 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         protein_system_of,
         sample_ensemble,
     )
+    from molgen.sampling.clash_relief import ClashRelief
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -350,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if train.n_atoms != system.num_atoms:
         raise SystemExit(f"error: the MD has {train.n_atoms} atoms, the model's system {system.num_atoms}")
     opts = protein_sampling_options(sampler=args.sampler, steps=args.steps, score_scale=args.score_scale)
-    how = {"start": args.start, "sigma_start": args.sigma_start}
+    how = {"start": args.start, "sigma_start": args.sigma_start,
+           "clash_relief": ClashRelief() if args.clash_relief else None}
     sample_ensemble(loaded, 8, seed=args.seed + 99, options=opts, **how)  # warm-up, untimed
     c0, w0 = time.process_time(), time.perf_counter()
     res = sample_ensemble(loaded, args.num, seed=args.seed, options=opts, **how)

@@ -53,6 +53,7 @@ class EnsembleResult:
         n_requested: ``n``; n_sampled: structures generated in all rounds; rounds: rounds run.
         dropped: failing check -> structures dropped (:data:`molgen.protein.validate.CHECKS`).
         seconds: wall time of sampling and validation.
+        relieved: structures that failed only the clash check as sampled and passed after clash relief.
     """
 
     traj: Any
@@ -61,16 +62,23 @@ class EnsembleResult:
     rounds: int
     dropped: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    relieved: int = 0
 
     @property
     def valid_fraction(self) -> float:
-        """Fraction of generated structures that passed validation (before the filter)."""
-        return 0.0 if self.n_sampled == 0 else 1.0 - sum(self.dropped.values()) / self.n_sampled
+        """Fraction of generated structures that passed validation as sampled (before the filter and before
+        any clash relief)."""
+        return 0.0 if self.n_sampled == 0 else 1.0 - (sum(self.dropped.values()) + self.relieved) / self.n_sampled
+
+    @property
+    def relieved_fraction(self) -> float:
+        """Fraction of generated structures that passed only after clash relief."""
+        return 0.0 if self.n_sampled == 0 else self.relieved / self.n_sampled
 
     def summary(self) -> dict[str, Any]:
         return {"n_requested": self.n_requested, "n_valid": int(self.traj.n_frames), "n_sampled": self.n_sampled,
-                "rounds": self.rounds, "valid_fraction": self.valid_fraction, "dropped": dict(self.dropped),
-                "seconds": self.seconds}
+                "rounds": self.rounds, "valid_fraction": self.valid_fraction, "relieved": self.relieved,
+                "relieved_fraction": self.relieved_fraction, "dropped": dict(self.dropped), "seconds": self.seconds}
 
 
 def protein_sampling_options(**changes: Any) -> Any:
@@ -164,6 +172,7 @@ def sample_ensemble(
     batch_atoms: int | None = None,
     start: str = "prior",
     sigma_start: float = 0.5,
+    clash_relief: Any = None,
 ) -> EnsembleResult:
     """Sample until ``n`` structures of the model's system pass validation, or ``max_rounds`` rounds ran.
 
@@ -183,10 +192,13 @@ def sample_ensemble(
         start: ``"prior"`` (every torsion uniform) or ``"frames"`` (partial diffusion from stored training
             frames, see the module docstring).
         sigma_start: noise level of ``start="frames"`` (radians).
+        clash_relief: a :class:`~molgen.sampling.clash_relief.ClashRelief` to relieve the structures that fail
+            only for clashes (torsion moves, bonds and angles kept) and validate them again; None drops them.
     """
     import mdtraj as md
 
     from molgen.protein.validate import validate_frames
+    from molgen.sampling.clash_relief import relieve_clashes
     from molgen.sampling.conformer_sampler import (
         DEFAULT_BATCH_ATOMS,
         SampleRequest,
@@ -206,10 +218,10 @@ def sample_ensemble(
         tsys = loaded.meta["_torsion_system"] = TorsionSystem.build(system.mol)
     kept: list[np.ndarray] = []
     dropped: Counter = Counter()
-    n_sampled = rounds = 0
+    n_sampled = rounds = relieved = 0
     while len(kept) < n and rounds < max_rounds:
         missing = n - len(kept)
-        rate = max(0.05, 1.0 - sum(dropped.values()) / n_sampled) if n_sampled else 1.0
+        rate = max(0.05, 1.0 - sum(dropped.values()) / n_sampled) if n_sampled else 1.0  # delivered
         m = max(1, math.ceil(missing * oversample / rate))
         round_seed = int(seed) + 1_000_003 * rounds
         if start == "frames":
@@ -225,11 +237,23 @@ def sample_ensemble(
             raise coords
         frames = md.Trajectory((coords / 10.0).astype(np.float32), system.topology)
         result = validate_frames(frames, geometry=system.geometry)
-        dropped.update(result.counts)
-        kept.extend(frames.xyz[result.valid])
+        valid, reasons = result.valid.copy(), list(result.reason)
+        clashed = np.array([r == "clash" for r in reasons])
+        if clash_relief is not None and clashed.any():
+            free = ~tsys.is_planar.astype(bool) if opts.planar_bonds == "fixed" else None
+            g = tsys.graph
+            fixed, _ = relieve_clashes(coords[clashed], g.full_torsions[:, 1:3], g.full_torsion_masks,
+                                       g.heavy_atoms, tsys.topo, free, clash_relief)
+            frames.xyz[clashed] = (fixed / 10.0).astype(np.float32)
+            again = validate_frames(frames[np.flatnonzero(clashed)], geometry=system.geometry)
+            for k, ok, why in zip(np.flatnonzero(clashed), again.valid, again.reason):
+                valid[k], reasons[k] = bool(ok), why
+            relieved += int(again.valid.sum())
+        dropped.update(r for r in reasons if r is not None)
+        kept.extend(frames.xyz[valid])
         n_sampled += m
         rounds += 1
     xyz = np.stack(kept[:n]) if kept else np.zeros((0, system.num_atoms, 3), dtype=np.float32)
     traj = md.Trajectory(xyz, system.topology)
     return EnsembleResult(traj=traj, n_requested=n, n_sampled=n_sampled, rounds=rounds, dropped=dropped,
-                          seconds=time.perf_counter() - t0)
+                          seconds=time.perf_counter() - t0, relieved=relieved)

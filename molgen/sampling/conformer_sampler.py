@@ -213,22 +213,16 @@ def _sample_group(
     """Reverse diffusion of the torsions of every request of one group (denoiser calls of at most
     ``batch_atoms`` heavy atoms)."""
     dev = torch.device(loaded.device)
-    pos_parts, axis, rank, pair_t, pair_a, heavy, planar, refs, items = [], [], [], [], [], [], [], [], []
-    atom_off = tor_off = 0
+    pos_parts, blocks, heavy, planar, refs, items = [], [], [], [], [], []
+    atom_off = 0
     spans = []  # (atom offset, n, n_atoms) per request
     for req in reqs:
         g, n, n_at = req.system.graph, req.n, req.system.num_atoms
-        n_t = len(g.full_torsions)
         spans.append((atom_off, n, n_at))
         pos_parts.append(torch.as_tensor(req.start.reshape(-1, 3), dtype=torch.float32))
         copies = torch.arange(n)
-        base = torch.as_tensor(g.full_torsions, dtype=torch.long)
-        axis.append((base[:, 1:3].repeat(n, 1) + (copies.repeat_interleave(n_t) * n_at)[:, None]) + atom_off)
-        rank.append(torch.arange(n_t).repeat(n))
-        tt, aa = np.nonzero(g.full_torsion_masks)
-        tt, aa = torch.as_tensor(tt), torch.as_tensor(aa)
-        pair_t.append((tt[None, :] + copies[:, None] * n_t).reshape(-1) + tor_off)
-        pair_a.append((aa[None, :] + copies[:, None] * n_at).reshape(-1) + atom_off)
+        blocks.append((torch.as_tensor(g.full_torsions, dtype=torch.long)[:, 1:3],
+                       torch.as_tensor(g.full_torsion_masks, dtype=torch.bool), n, n_at))
         heavy.append((torch.as_tensor(g.heavy_atoms)[None, :] + copies[:, None] * n_at).reshape(-1) + atom_off)
         mask = _planar_mask(req.system, options.planar_bonds)
         planar.append(torch.as_tensor(mask).repeat(n))
@@ -237,9 +231,8 @@ def _sample_group(
         item = g.item(req.start[0][g.heavy_atoms], req.system.topo)
         items.extend([item] * n)
         atom_off += n * n_at
-        tor_off += n * n_t
     pos = torch.cat(pos_parts).to(dev)
-    index = TorsionIndex.build(torch.cat(axis), torch.cat(rank), torch.cat(pair_t), torch.cat(pair_a)).to(dev)
+    index = TorsionIndex.replicated(blocks).to(dev)
     chunks = _denoiser_chunks(items, torch.cat(heavy), batch_atoms, dev)
     planar_t = torch.cat(planar).to(dev)
     free = (~planar_t).float() if options.planar_bonds == "fixed" else torch.ones_like(planar_t, dtype=torch.float32)

@@ -87,6 +87,12 @@ def test_cli_train_sample_and_bad_input(checkpoint, tmp_path):
     assert res.exit_code in (0, 1), res.output
     if res.exit_code == 0:
         assert md.load(str(out)).n_frames == 6 and "6 of 6 structures valid" in res.output
+    relieved = tmp_path / "relieved.xtc"
+    res = runner.invoke(app, ["protein", "sample", "--model", str(checkpoint), "-n", "4", "--steps", "3",
+                              "--threads", "1", "--clash-relief", "-o", str(relieved)])
+    assert res.exit_code in (0, 1), res.output
+    if res.exit_code == 0:
+        assert md.load(str(relieved), top=str(relieved.with_suffix(".top.pdb"))).n_frames == 4
     res = runner.invoke(app, ["protein", "sample", "--model", str(checkpoint), "-n", "2", "-o", str(tmp_path / "e.mol2")])
     assert res.exit_code == 2 and "unknown format" in res.output
     res = runner.invoke(app, ["protein", "sample", "-n", "2", "-o", str(out)])
